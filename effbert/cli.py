@@ -1,0 +1,217 @@
+"""The ``effbert`` command: one subcommand per DAG stage, plus ``run``, ``lineage`` and helpers.
+
+Stage commands are thin: read their params section, open the stage's MLflow run, call the stage module, write
+their declared outputs atomically and record lineage. Every path a stage reads or writes is passed on the
+command line by ``dvc.yaml``, the single definition of the DAG. Heavy imports happen inside the commands so that
+``effbert --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from effbert.errors import EffbertError
+
+
+class _Group(click.Group):
+    """Turns user errors (bad params, bad data, missing files) into one line and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EffbertError as err:
+            click.echo(f"effbert: error: {err}", err=True)
+            sys.exit(err.exit_code)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="effbert")
+def main() -> None:
+    """EfficientBERT as a reproducible pipeline: `effbert run` runs the whole DAG."""
+
+
+def _load_params(path: str) -> Any:
+    from effbert import params
+
+    return params.load(path)
+
+
+@contextmanager
+def _stage(
+    name: str, log_name: str, params: Any, sections: dict[str, Any], outputs: list[Path], tags: dict[str, str]
+) -> Iterator[tuple[Any, list[Path]]]:
+    """Open the stage's MLflow run and per-stage log; yield temporary output dirs renamed into place on success."""
+    from effbert import tracking
+    from effbert.stages.common import atomic_dir, stage_logging
+
+    root = tracking.project_root()
+    log_file = root / "logs" / f"{log_name}.log"
+    with ExitStack() as stack:
+        tmp_dirs = [stack.enter_context(atomic_dir(out)) for out in outputs]
+        run = stack.enter_context(
+            tracking.stage_run(
+                name,
+                sections,
+                experiment=params.tracking.experiment,
+                configured_uri=params.tracking.tracking_uri,
+                tags=tags,
+            )
+        )
+        with stage_logging(log_file):
+            yield run, tmp_dirs
+        for tmp, out in zip(tmp_dirs, outputs, strict=True):
+            run.write_lineage(tmp, {"path": str(out)})
+        run.log_artifact(log_file, "logs")
+
+
+_params_option = click.option(
+    "--params", "params_file", default="params.yaml", show_default=True, type=click.Path(dir_okay=False)
+)
+
+
+@main.command("prepare-data")
+@click.option("--task", required=True, help="Task id, e.g. sst2.")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@_params_option
+def prepare_data_cmd(task: str, out: str, params_file: str) -> None:
+    """Read a task's official files, cut the held-out slice and tokenise every split."""
+    from effbert.data.tasks import get_task
+    from effbert.stages import prepare_data
+
+    get_task(task)
+    p = _load_params(params_file)
+    sections = {"seed": p.seed, "data": p.data.model_dump(), "teacher_model": p.finetune_teacher.model}
+    with _stage("prepare_data", f"prepare_data/{task}", p, sections, [Path(out)], {"effbert.task": task}) as (
+        run,
+        (tmp,),
+    ):
+        prepare_data.run(p, task, tmp, run)
+
+
+@main.command("prepare-corpus")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@_params_option
+def prepare_corpus_cmd(out: str, params_file: str) -> None:
+    """Tokenise the raw-text corpus and pack sentences into sequences for task-agnostic KD."""
+    from effbert.stages import prepare_corpus
+
+    p = _load_params(params_file)
+    sections = {"data": p.data.model_dump(), "teacher_model": p.finetune_teacher.model}
+    with _stage("prepare_corpus", "prepare_corpus", p, sections, [Path(out)], {}) as (run, (tmp,)):
+        prepare_corpus.run(p, tmp, run)
+
+
+@main.command("finetune-teacher")
+@click.option("--task", required=True, help="Task id, e.g. sst2.")
+@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--model-out", required=True, type=click.Path(file_okay=False), help="Model directory to write.")
+@click.option("--report-out", required=True, type=click.Path(file_okay=False), help="Metrics/history directory.")
+@_params_option
+def finetune_teacher_cmd(task: str, data_dir: str, model_out: str, report_out: str, params_file: str) -> None:
+    """Fine-tune the teacher on one task; select the checkpoint on the held-out slice of train."""
+    from effbert.stages import finetune_teacher
+
+    p = _load_params(params_file)
+    sections = {"seed": p.seed, "finetune_teacher": p.finetune_teacher.for_task(task).model_dump()}
+    outs = [Path(model_out), Path(report_out)]
+    with _stage("finetune_teacher", f"finetune_teacher/{task}", p, sections, outs, {"effbert.task": task}) as (
+        run,
+        (model_tmp, report_tmp),
+    ):
+        run.consume(Path(data_dir), f"{task}/prepared")
+        finetune_teacher.run(p, task, Path(data_dir), model_tmp, report_tmp, run)
+        run.log_artifact(report_tmp)
+
+
+@main.command("evaluate")
+@click.option("--task", required=True, help="Task id, e.g. sst2.")
+@click.option("--model-name", required=True, help="Name of the model in results/eval (teacher, student).")
+@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False))
+@_params_option
+def evaluate_cmd(task: str, model_name: str, model_dir: str, data_dir: str, out: str, params_file: str) -> None:
+    """Dev-set metrics (corpus level) and dev predictions of one model on one task."""
+    from effbert.stages import evaluate
+
+    p = _load_params(params_file)
+    sections = {"seed": p.seed, "evaluate": p.evaluate.model_dump()}
+    tags = {"effbert.task": task, "effbert.model": model_name}
+    with _stage("evaluate", f"evaluate/{model_name}/{task}", p, sections, [Path(out)], tags) as (run, (tmp,)):
+        run.consume(Path(model_dir), f"{task}/{model_name}", context="model")
+        run.consume(Path(data_dir), f"{task}/prepared", context="eval")
+        record = evaluate.run(p, task, model_name, Path(model_dir), Path(data_dir), tmp)
+        run.log_metrics({f"dev/{k}": v for k, v in record["metrics"].items()})
+        run.log_artifact(tmp)
+
+
+@main.command("eval-summary")
+@click.option("--eval-dir", default="results/eval", show_default=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False))
+@_params_option
+def eval_summary_cmd(eval_dir: str, out: str, params_file: str) -> None:
+    """Collect every results/eval/<model>/<task>/metrics.json into one table (CSV, JSON, Markdown)."""
+    from effbert.stages import eval_summary
+
+    p = _load_params(params_file)
+    with _stage("eval_summary", "eval_summary", p, {"tasks": p.tasks}, [Path(out)], {}) as (run, (tmp,)):
+        for metrics_dir in sorted(Path(eval_dir).glob("*/*")):
+            if metrics_dir.is_dir():
+                run.consume(metrics_dir, f"eval/{metrics_dir.parent.name}/{metrics_dir.name}", context="metrics")
+        table = eval_summary.run(Path(eval_dir), tmp)
+        for row in table.to_dict("records"):
+            run.log_metrics(
+                {f"{row['model']}/{row['task']}/{k}": v for k, v in row.items() if k not in ("model", "task")}
+            )
+        run.log_artifact(tmp)
+
+
+@main.command("run")
+@click.option("--params", "params_file", default="params.yaml", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a dotted key (YAML value).")
+@click.option("--engine", type=click.Choice(["dvc", "snakemake"]), default="dvc", show_default=True)
+@click.option("--cores", type=int, default=None, help="Parallel jobs (snakemake); default: all cores.")
+@click.option("--profile", default=None, help="Snakemake workflow profile directory (e.g. workflow/profiles/slurm).")
+@click.option("--dry-run", is_flag=True, help="Validate and show what would run, run nothing.")
+def run_cmd(
+    params_file: str, overrides: tuple[str, ...], engine: str, cores: int | None, profile: str | None, dry_run: bool
+) -> None:
+    """Validate the merged params, write them to params.yaml and run the DAG (DVC or Snakemake)."""
+    from effbert import pipeline
+
+    code = pipeline.run(
+        Path(params_file), list(overrides), engine=engine, cores=cores, profile=profile, dry_run=dry_run
+    )
+    sys.exit(code)
+
+
+@main.command("check-params")
+@click.argument("params_file", default="params.yaml", type=click.Path(dir_okay=False))
+def check_params_cmd(params_file: str) -> None:
+    """Validate a params file against the schema; print the resolved values."""
+    from effbert import params
+
+    click.echo(params.dump(params.load(params_file)), nl=False)
+
+
+@main.command("lineage")
+@click.argument("target")
+@click.option("--depth", type=int, default=20, show_default=True, help="How many stages upstream to follow.")
+def lineage_cmd(target: str, depth: int) -> None:
+    """Explain which stages, runs, params, data and code produced an artifact, a metric or an MLflow run.
+
+    TARGET is a path inside a stage output (e.g. results/eval/teacher/sst2/metrics.json) or a run id.
+    """
+    from effbert import lineage
+
+    click.echo(lineage.explain(target, depth=depth))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""The DAG as ``dvc.yaml`` defines it, in plain records the Snakefile turns into rules.
+
+``dvc.yaml`` is the only definition of the stages. DVC resolves it (``foreach``/``matrix`` expanded, ``${}``
+interpolated); :func:`load_stages` reads that resolved view, and :func:`snakemake_inputs` maps each dependency
+onto the outputs that produce it, so Snakemake sees exactly DVC's graph.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+# Stage families that train a network: Snakemake gives their jobs the `gpu` resource on clusters.
+TRAINING_STAGES = frozenset({"finetune_teacher", "warmup_kd", "search_stage1", "search_stage2", "search_stage3"})
+TRAINING_STAGES |= {"final_distill"}
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One resolved DVC stage.
+
+    Attributes:
+        name: DVC address (``finetune_teacher@sst2``, ``evaluate@teacher-sst2``).
+        family: the stage name before ``@`` (``finetune_teacher``).
+        cmd: the shell command.
+        deps: dependency paths as written in dvc.yaml (relative to the project root).
+        outs: output paths.
+        params: tracked params, dotted key -> value (whole sections map to their dict).
+    """
+
+    name: str
+    family: str
+    cmd: str
+    deps: tuple[str, ...]
+    outs: tuple[str, ...]
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rule(self) -> str:
+        """A Snakemake-safe rule name (``finetune_teacher_sst2``)."""
+        return re.sub(r"\W", "_", self.name)
+
+    @property
+    def is_training(self) -> bool:
+        return self.family in TRAINING_STAGES
+
+
+def _lookup(params: dict[str, Any], dotted: str) -> Any:
+    node: Any = params
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def load_stages(root: Path) -> list[StageSpec]:
+    """Every stage of ``root/dvc.yaml`` as DVC resolves it, in definition order."""
+    import yaml
+    from dvc.dependency.param import ParamsDependency
+    from dvc.repo import Repo
+
+    values = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
+    specs = []
+    with Repo(str(root)) as repo:
+        for stage in repo.index.stages:
+            if not getattr(stage, "cmd", None):
+                continue
+            params: dict[str, Any] = {}
+            deps = []
+            for dep in stage.deps:
+                if isinstance(dep, ParamsDependency):
+                    for key in dep.params or list(dep.read_params()):
+                        params[key] = _lookup(values, key)
+                else:
+                    deps.append(str(dep.def_path))
+            name = stage.addressing
+            specs.append(
+                StageSpec(
+                    name=name,
+                    family=name.split("@", 1)[0],
+                    cmd=stage.cmd if isinstance(stage.cmd, str) else " && ".join(stage.cmd),
+                    deps=tuple(deps),
+                    outs=tuple(str(out.def_path) for out in stage.outs),
+                    params=params,
+                )
+            )
+    return specs
+
+
+def is_directory_out(path: str) -> bool:
+    """effbert's stage outputs are directories; a path with a file suffix is a file."""
+    return PurePosixPath(path).suffix == ""
+
+
+def _inside(child: str, parent: str) -> bool:
+    return PurePosixPath(child).is_relative_to(PurePosixPath(parent))
+
+
+def snakemake_inputs(stage: StageSpec, stages: list[StageSpec]) -> list[str]:
+    """The rule inputs of ``stage``: each dep, or the outputs that produce it.
+
+    A dep inside another stage's output directory becomes that output; a dep that is a parent of other stages'
+    outputs (``results/eval``) becomes all of them. Source deps (code, raw data) stay as they are.
+    """
+    outs = [out for other in stages if other is not stage for out in other.outs]
+    inputs: list[str] = []
+    for dep in stage.deps:
+        producers = [out for out in outs if _inside(dep, out) or _inside(out, dep)]
+        for item in producers or [dep]:
+            if item not in inputs:
+                inputs.append(item)
+    return inputs
+
+
+def edges(stages: list[StageSpec]) -> set[tuple[str, str]]:
+    """(upstream, downstream) stage pairs implied by the paths, as DVC derives them."""
+    result = set()
+    for stage in stages:
+        for other in stages:
+            if other is stage:
+                continue
+            if any(_inside(dep, out) or _inside(out, dep) for dep in stage.deps for out in other.outs):
+                result.add((other.name, stage.name))
+    return result

@@ -1,0 +1,27 @@
+"""Errors that carry a one-line, user-facing message.
+
+The CLI turns every :class:`EffbertError` into one line on stderr and exit code 2, so a bad input file,
+a bad parameter or a missing model never ends in a traceback.
+"""
+
+from __future__ import annotations
+
+
+class EffbertError(Exception):
+    """Base class of the errors a user can fix (bad params, bad data, missing files)."""
+
+    exit_code = 2
+
+
+class ParamsError(EffbertError):
+    """A parameter file or override is invalid; the message names the file and the key."""
+
+
+class DataFormatError(EffbertError):
+    """An input data file is malformed; the message starts with ``path:line:``."""
+
+    def __init__(self, path: object, line: int | None, message: str) -> None:
+        where = f"{path}:{line}" if line is not None else f"{path}"
+        super().__init__(f"{where}: {message}")
+        self.path = str(path)
+        self.line = line

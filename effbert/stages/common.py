@@ -1,0 +1,101 @@
+"""What every stage command shares: seeding, device choice, a per-stage log file and atomic outputs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+log = logging.getLogger("effbert")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) and ask torch for deterministic kernels where cheap."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+
+
+def device() -> str:
+    """``cuda`` when a GPU is present, else ``cpu``: never hard-coded."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+@contextmanager
+def stage_logging(log_file: Path) -> Iterator[None]:
+    """Log to stderr and to ``log_file`` (the stage's own log, kept with its outputs)."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    file_handler = logging.FileHandler(log_file, mode="w", encoding="utf-8")
+    file_handler.setFormatter(fmt)
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(fmt)
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    root.addHandler(file_handler)
+    root.addHandler(console)
+    for noisy in ("mlflow", "alembic", "urllib3", "filelock", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    started = time.perf_counter()
+    try:
+        yield
+        log.info("stage finished in %.1f s", time.perf_counter() - started)
+    finally:
+        root.removeHandler(file_handler)
+        root.removeHandler(console)
+        file_handler.close()
+
+
+@contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``target`` to write into; rename it into place only on success.
+
+    An interrupted or failed stage therefore never leaves a half-written output behind.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.partial-*"):  # left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if target.exists():
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    tmp.replace(target)
+
+
+def checkpoint_dir(stage: str, key: str, fingerprint: str) -> Path:
+    """Where a long stage keeps resumable checkpoints: outside DVC's outputs, keyed by its inputs and params.
+
+    DVC deletes declared outputs before it runs a stage, so checkpoints live in ``.effbert/checkpoints``;
+    the fingerprint makes sure a run only ever resumes from checkpoints of the same inputs and params.
+    """
+    from effbert.tracking import project_root
+
+    return project_root() / ".effbert" / "checkpoints" / stage / key / fingerprint

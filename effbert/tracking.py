@@ -1,0 +1,247 @@
+"""MLflow lineage: one parent run per pipeline invocation, one child run per stage execution.
+
+This is the only module that talks to MLflow. Every stage opens a :func:`stage_run`; it logs the stage's
+resolved params, metrics, artifacts, git commit, code digest, DVC stage name, dataset digests
+(``mlflow.log_input``) and the run ids of the upstream artifacts it consumed. The run id is also written next
+to the stage's outputs in ``lineage.json``, so an artifact found on disk (or restored by DVC from its cache)
+leads back to the run that produced it; ``effbert lineage`` follows those links.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from effbert import __version__
+
+log = logging.getLogger(__name__)
+
+PARENT_ENV = "EFFBERT_PARENT_RUN_ID"
+LINEAGE_FILE = "lineage.json"
+TAG_UPSTREAM = "effbert.upstream_run_ids"
+
+
+def project_root() -> Path:
+    """The project root: ``$DVC_ROOT`` inside a DVC stage, ``$EFFBERT_ROOT`` if set, else the working dir."""
+    for var in ("DVC_ROOT", "EFFBERT_ROOT"):
+        if os.environ.get(var):
+            return Path(os.environ[var]).resolve()
+    return Path.cwd().resolve()
+
+
+def tracking_uri(configured: str | None = None, root: Path | None = None) -> str:
+    """Absolute tracking URI: ``$MLFLOW_TRACKING_URI``, the params value, or ``sqlite:///<root>/mlflow.db``."""
+    root = root or project_root()
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or configured
+    if not uri:
+        return f"sqlite:///{root / 'mlflow.db'}"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return f"sqlite:///{(root / uri[len('sqlite:///') :]).resolve()}"
+    return uri
+
+
+def _mlflow(configured_uri: str | None, experiment: str) -> Any:
+    import mlflow
+
+    root = project_root()
+    mlflow.set_tracking_uri(tracking_uri(configured_uri, root))
+    if mlflow.get_experiment_by_name(experiment) is None:
+        # absolute artifact location: DVC may run stages in a temporary copy of the project
+        mlflow.create_experiment(experiment, artifact_location=(root / "mlruns").as_uri())
+    mlflow.set_experiment(experiment)
+    return mlflow
+
+
+def git_commit(root: Path | None = None) -> str:
+    """``HEAD``'s commit, with ``-dirty`` when tracked files differ; ``unknown`` outside git."""
+    root = root or project_root()
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=20
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=20,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("-dirty" if dirty else "")
+
+
+def code_digest() -> str:
+    """sha256 over the effbert package's Python sources: the exact code version, committed or not."""
+    pkg = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(pkg.rglob("*.py")):
+        h.update(path.relative_to(pkg).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def path_digest(path: Path) -> str:
+    """sha256 of a file, or of a directory's relative names and contents (lineage files excluded)."""
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        if file.name == LINEAGE_FILE:
+            continue
+        h.update(file.relative_to(path).as_posix().encode() if file != path else b"")
+        with file.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def read_lineage(directory: Path) -> dict[str, Any] | None:
+    """The ``lineage.json`` of an output directory, or None when there is none."""
+    file = directory / LINEAGE_FILE
+    if not file.is_file():
+        return None
+    data: dict[str, Any] = json.loads(file.read_text(encoding="utf-8"))
+    return data
+
+
+class StageRun:
+    """The MLflow child run of one stage execution (see :func:`stage_run`)."""
+
+    def __init__(self, mlflow: Any, run_id: str, stage: str) -> None:
+        self._mlflow = mlflow
+        self.run_id = run_id
+        self.stage = stage
+        self.upstream: list[str] = []
+        self.inputs: dict[str, str] = {}
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        clean = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+        if clean:
+            self._mlflow.log_metrics(clean, step=step)
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        if path.is_dir():
+            self._mlflow.log_artifacts(str(path), artifact_path=artifact_path)
+        elif path.is_file():
+            self._mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        self._mlflow.set_tags(dict(tags))
+
+    def log_dataset(self, name: str, path: Path, context: str, digest: str | None = None) -> str:
+        """Record a dataset input (name, source path, sha256) without loading it."""
+        from mlflow.data.http_dataset_source import HTTPDatasetSource
+        from mlflow.data.meta_dataset import MetaDataset
+
+        digest = digest or path_digest(path)
+        source = HTTPDatasetSource(url=path.resolve().as_uri())
+        dataset = MetaDataset(source=source, name=name, digest=digest[:36])  # type: ignore[abstract]
+        self._mlflow.log_input(dataset, context=context)
+        self.inputs[name] = digest
+        return digest
+
+    def consume(self, directory: Path, name: str, context: str = "input") -> dict[str, Any] | None:
+        """Declare an upstream output directory: log its digest and link the run that produced it."""
+        lineage = read_lineage(directory)
+        digest = lineage["digest"] if lineage else path_digest(directory)
+        self.log_dataset(name, directory, context, digest)
+        if lineage and lineage.get("run_id") and lineage["run_id"] not in self.upstream:
+            self.upstream.append(lineage["run_id"])
+            self._mlflow.set_tag(TAG_UPSTREAM, ",".join(self.upstream))
+        return lineage
+
+    def write_lineage(self, directory: Path, extra: Mapping[str, Any] | None = None) -> None:
+        """Write ``lineage.json`` (this run, the upstream runs, the directory's digest) into ``directory``."""
+        record = {
+            "run_id": self.run_id,
+            "stage": self.stage,
+            "dvc_stage": os.environ.get("DVC_STAGE", ""),
+            "git_commit": git_commit(),
+            "code_digest": code_digest(),
+            "upstream_run_ids": self.upstream,
+            "inputs": self.inputs,
+            "digest": path_digest(directory),
+            **(extra or {}),
+        }
+        tmp = directory / f".{LINEAGE_FILE}.tmp"
+        tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        tmp.replace(directory / LINEAGE_FILE)
+
+
+@contextmanager
+def stage_run(
+    stage: str,
+    params: Mapping[str, Any],
+    *,
+    experiment: str = "effbert",
+    configured_uri: str | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> Iterator[StageRun]:
+    """Open the MLflow child run of a stage under ``$EFFBERT_PARENT_RUN_ID`` (when set).
+
+    Args:
+        stage: stage name, e.g. ``finetune_teacher``; the run is named after ``$DVC_STAGE`` when set
+            (``finetune_teacher@sst2``).
+        params: the stage's resolved params (nested mapping), logged flattened.
+        experiment, configured_uri: from the ``tracking`` params section.
+        tags: extra tags (the task, the model name, ...).
+    """
+    mlflow = _mlflow(configured_uri, experiment)
+    run_name = os.environ.get("DVC_STAGE") or stage
+    all_tags = {
+        "effbert.stage": stage,
+        "effbert.version": __version__,
+        "effbert.code_digest": code_digest(),
+        "effbert.git_commit": git_commit(),
+        "dvc.stage": os.environ.get("DVC_STAGE", ""),
+        "dvc.exp": os.environ.get("DVC_EXP_NAME", ""),
+        **(tags or {}),
+    }
+    parent = os.environ.get(PARENT_ENV) or None
+    with mlflow.start_run(run_name=run_name, parent_run_id=parent, tags=all_tags) as run:
+        flat = flatten(params)
+        for start in range(0, len(flat), 100):
+            chunk = dict(list(flat.items())[start : start + 100])
+            mlflow.log_params({k: json.dumps(v) if not isinstance(v, str) else v for k, v in chunk.items()})
+        yield StageRun(mlflow, run.info.run_id, stage)
+
+
+@contextmanager
+def pipeline_run(name: str, params_file: Path, *, experiment: str, configured_uri: str | None) -> Iterator[str]:
+    """The parent run of one pipeline invocation; its id is exported to the stages through the environment."""
+    mlflow = _mlflow(configured_uri, experiment)
+    tags = {"effbert.kind": "pipeline", "effbert.git_commit": git_commit(), "effbert.code_digest": code_digest()}
+    with mlflow.start_run(run_name=name, tags=tags) as run:
+        mlflow.log_artifact(str(params_file))
+        previous = os.environ.get(PARENT_ENV)
+        os.environ[PARENT_ENV] = run.info.run_id
+        try:
+            yield run.info.run_id
+            lock = params_file.parent / "dvc.lock"
+            if lock.is_file():
+                mlflow.log_artifact(str(lock))
+        finally:
+            if previous is None:
+                os.environ.pop(PARENT_ENV, None)
+            else:
+                os.environ[PARENT_ENV] = previous

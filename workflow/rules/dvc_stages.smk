@@ -1,0 +1,38 @@
+# One Snakemake rule per resolved DVC stage (foreach/matrix expanded, ${} interpolated by DVC itself).
+# Inputs map onto the producing stages' outputs (effbert.dag.snakemake_inputs); tracked params become rule
+# params, so Snakemake's params trigger fires exactly when DVC's does. Training rules ask for
+# `gpu=config["train_gpus"]` (0 by default; the slurm profile sets it).
+import os
+from pathlib import Path
+
+from effbert import dag
+
+ROOT = Path(workflow.basedir).resolve()
+STAGES = dag.load_stages(ROOT)
+os.environ.setdefault("EFFBERT_ROOT", str(ROOT))
+TRAIN_GPUS = int(config.get("train_gpus", 0))
+
+
+def _output(path):
+    return directory(path) if dag.is_directory_out(path) else path
+
+
+for _stage in STAGES:
+    rule:
+        name: _stage.rule
+        input: dag.snakemake_inputs(_stage, STAGES)
+        output: [_output(out) for out in _stage.outs]
+        params:
+            _cmd=_stage.cmd,
+            **{key.replace(".", "__"): repr(value) for key, value in _stage.params.items()},
+        resources:
+            gpu=TRAIN_GPUS if _stage.is_training else 0,
+        message: f"{_stage.name}"
+        shell: "{params._cmd}"
+
+
+onstart:
+    from effbert import tracking
+
+    if not os.environ.get(tracking.PARENT_ENV):
+        shell("echo 'snakemake: no parent MLflow run (use `effbert run --engine snakemake` for one)'")
