@@ -65,8 +65,9 @@ def _stage(
         )
         with stage_logging(log_file):
             yield run, tmp_dirs
-        for tmp, out in zip(tmp_dirs, outputs, strict=True):
+        for i, (tmp, out) in enumerate(zip(tmp_dirs, outputs, strict=True)):
             run.write_lineage(tmp, {"path": str(out)})
+            run.set_tags({f"effbert.output.{i}": str(out)})  # pointer to the artifact (DVC caches it)
         run.log_artifact(log_file, "logs")
 
 
@@ -189,6 +190,23 @@ def run_cmd(
         Path(params_file), list(overrides), engine=engine, cores=cores, profile=profile, dry_run=dry_run
     )
     sys.exit(code)
+
+
+@main.command("fetch-data")
+@_params_option
+@click.option("--out", default="data/hub", show_default=True, type=click.Path(file_okay=False))
+def fetch_data_cmd(params_file: str, out: str) -> None:
+    """Materialise every data source set to null (data.glue_dir, data.squad_dir, data.corpus) from the hub.
+
+    Writes the official file layout under OUT and prints the params to point at it; `effbert run` does this
+    by itself when a source is null.
+    """
+    from effbert import pipeline, tracking
+
+    p = _load_params(params_file)
+    updated = pipeline.materialise_hub_sources(tracking.project_root(), p, out)
+    for key in ("glue_dir", "squad_dir", "corpus"):
+        click.echo(f"data.{key}: {getattr(updated.data, key)}")
 
 
 @main.command("check-params")

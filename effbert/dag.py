@@ -74,7 +74,7 @@ def load_stages(root: Path) -> list[StageSpec]:
                         params[key] = _lookup(values, key)
                 else:
                     deps.append(str(dep.def_path))
-            name = stage.addressing
+            name = stage.name  # e.g. finetune_teacher@sst2 (addressing would be relative to the cwd)
             specs.append(
                 StageSpec(
                     name=name,

@@ -44,6 +44,7 @@ def write_params(root: Path, params_file: Path, overrides: list[str]) -> params_
     raw = params_mod.read_yaml(params_file)
     merged = params_mod.apply_overrides(raw, overrides)
     validated = params_mod.validate(merged, params_file if not overrides else f"{params_file} (with --set)")
+    validated = materialise_hub_sources(root, validated)
     target = root / "params.yaml"
     if target.is_file() and params_mod.read_yaml(target) == validated.model_dump(mode="json"):
         return validated  # already complete and equal: keep the file and its comments
@@ -51,6 +52,24 @@ def write_params(root: Path, params_file: Path, overrides: list[str]) -> params_
     header = f"# Written by `effbert run --params {params_file}{sets}`; every key of the schema is spelled out.\n"
     params_mod.write_atomic(target, header + params_mod.dump(validated))
     return validated
+
+
+def materialise_hub_sources(root: Path, p: params_mod.Params, out: str = "data/hub") -> params_mod.Params:
+    """For every data source set to null, fetch it from the datasets hub into ``out`` in the official layout.
+
+    The returned params point at the written files, so the DAG has one code path and DVC hashes the data.
+    """
+    if None not in (p.data.glue_dir, p.data.squad_dir, p.data.corpus):
+        return p
+    from effbert.data import hub
+
+    print(f"effbert: fetching the null data sources from the datasets hub into {out}/")
+    fetched = hub.fetch(p.data, p.tasks, root / out)
+    relative = {
+        key: str(Path(out) / Path(path).relative_to(root / out)) if Path(path).is_absolute() else path
+        for key, path in fetched.items()
+    }
+    return p.model_copy(update={"data": p.data.model_copy(update=relative)})
 
 
 def _stage_times(parent_run_id: str, configured_uri: str | None, root: Path) -> list[tuple[str, str, float]]:

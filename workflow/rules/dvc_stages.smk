@@ -1,7 +1,7 @@
 # One Snakemake rule per resolved DVC stage (foreach/matrix expanded, ${} interpolated by DVC itself).
 # Inputs map onto the producing stages' outputs (effbert.dag.snakemake_inputs); tracked params become rule
 # params, so Snakemake's params trigger fires exactly when DVC's does. Training rules ask for
-# `gpu=config["train_gpus"]` (0 by default; the slurm profile sets it).
+# `gpu=config["train_gpus"]` GPUs when that is set (`--config train_gpus=1`; see workflow/profiles/slurm).
 import os
 from pathlib import Path
 
@@ -26,7 +26,7 @@ for _stage in STAGES:
             _cmd=_stage.cmd,
             **{key.replace(".", "__"): repr(value) for key, value in _stage.params.items()},
         resources:
-            gpu=TRAIN_GPUS if _stage.is_training else 0,
+            **({"gpu": TRAIN_GPUS} if TRAIN_GPUS and _stage.is_training else {}),
         message: f"{_stage.name}"
         shell: "{params._cmd}"
 

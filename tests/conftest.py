@@ -1,0 +1,77 @@
+"""Shared fixtures: offline environment, the project copied into a fresh git + DVC repository."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+BIN = Path(sys.executable).parent
+
+# Tests never touch the network; stage subprocesses inherit this.
+for _var, _value in {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "DVC_NO_ANALYTICS": "1",
+    "PYTHONHASHSEED": "0",
+}.items():
+    os.environ[_var] = _value
+for _var in ("MLFLOW_TRACKING_URI", "EFFBERT_PARENT_RUN_ID", "DVC_ROOT", "EFFBERT_ROOT"):
+    os.environ.pop(_var, None)
+
+
+def project_files() -> list[str]:
+    """The files a clean clone has: tracked plus untracked-but-not-ignored."""
+    out = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [f for f in out.splitlines() if (ROOT / f).is_file()]
+
+
+def copy_project(dest: Path) -> Path:
+    """Copy the project into ``dest`` and make it a git repository with one commit (DVC is already inited)."""
+    for rel in project_files():
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, target)
+    git = ["git", "-c", "user.email=test@effbert", "-c", "user.name=effbert tests"]
+    subprocess.run([*git, "init", "-q"], cwd=dest, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=dest, check=True)
+    subprocess.run([*git, "commit", "-qm", "test copy"], cwd=dest, check=True)
+    return dest
+
+
+def run_cli(args: list[str], cwd: Path, timeout: int = 900, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run the ``effbert`` console script (or another venv tool) in ``cwd``."""
+    environ = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **env}
+    return subprocess.run(args, cwd=cwd, env=environ, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A fresh copy of the project (git + DVC) in a temporary directory."""
+    return copy_project(tmp_path / "project")
+
+
+@pytest.fixture(scope="module")
+def smoke_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One copy of the project per test module, for tests that share a smoke run."""
+    yield copy_project(tmp_path_factory.mktemp("smoke") / "project")
+
+
+def require_shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} is not present (tests read the real data files there)")
+    return SHARED_DATA

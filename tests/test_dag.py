@@ -1,0 +1,72 @@
+"""One DAG, two engines: the Snakefile's rules are exactly dvc.yaml's stages, with the same edges."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from effbert import dag
+from tests.conftest import ROOT, run_cli
+
+
+def _dvc_edges(project: Path) -> set[tuple[str, str]]:
+    dot = run_cli(["dvc", "dag", "--dot"], project)
+    assert dot.returncode == 0, dot.stderr
+    pairs = re.findall(r'"([^"]+)"\s*->\s*"([^"]+)"', dot.stdout)
+    return {(a, b) for a, b in pairs}
+
+
+def _snakemake_rulegraph(project: Path) -> tuple[set[str], set[tuple[str, str]]]:
+    result = run_cli(["snakemake", "--rulegraph", "--cores", "1"], project)
+    assert result.returncode == 0, result.stderr
+    labels = dict(re.findall(r"(\d+)\[label = \"([^\"]+)\"", result.stdout))
+    edges = {(labels[a], labels[b]) for a, b in re.findall(r"\b(\d+) -> (\d+)", result.stdout)}
+    return set(labels.values()), edges
+
+
+def test_snakefile_rules_equal_dvc_stages(project: Path) -> None:
+    stages = dag.load_stages(project)
+    names = {s.name for s in stages}
+    assert {"prepare_data@sst2", "finetune_teacher@squad_v1", "evaluate@teacher-mrpc", "eval_summary"} <= names
+    rules, rule_edges = _snakemake_rulegraph(project)
+    by_rule = {s.rule: s.name for s in stages}
+    assert rules - {"all"} == set(by_rule)
+    snake = {(by_rule[a], by_rule[b]) for a, b in rule_edges if a != "all" and b != "all"}
+    assert snake == _dvc_edges(project) == dag.edges(stages)
+
+
+def test_snakemake_dry_run_plans_every_stage(project: Path) -> None:
+    result = run_cli(["snakemake", "-n", "--cores", "2", "--quiet", "rules"], project)
+    assert result.returncode == 0, result.stderr
+    stages = dag.load_stages(project)
+    for stage in stages:
+        assert re.search(rf"^{stage.rule}\s+1$", result.stdout, re.M), stage.rule
+
+
+def test_rule_params_mirror_dvc_params() -> None:
+    stages = {s.name: s for s in dag.load_stages(ROOT)}
+    teacher = stages["finetune_teacher@sst2"]
+    assert teacher.params["seed"] == 42
+    assert "learning_rate" in teacher.params["finetune_teacher"]
+    assert teacher.is_training and not stages["evaluate@teacher-sst2"].is_training
+
+
+def test_inputs_map_onto_producing_outputs() -> None:
+    stages = dag.load_stages(ROOT)
+    summary = next(s for s in stages if s.name == "eval_summary")
+    inputs = dag.snakemake_inputs(summary, stages)
+    assert "results/eval" not in inputs  # a parent of outputs becomes those outputs
+    assert {"results/eval/teacher/sst2", "results/eval/teacher/squad_v1"} <= set(inputs)
+    assert "effbert/stages/eval_summary.py" in inputs
+    spec = dag.StageSpec("x", "x", "true", deps=("results/prepare_data/sst2/train",), outs=("results/x",))
+    producer = dag.StageSpec("p", "p", "true", deps=(), outs=("results/prepare_data/sst2",))
+    assert dag.snakemake_inputs(spec, [spec, producer]) == ["results/prepare_data/sst2"]
+    assert dag.edges([spec, producer]) == {("p", "x")}
+
+
+def test_every_stage_declares_its_code() -> None:
+    for stage in dag.load_stages(ROOT):
+        family_module = f"effbert/stages/{stage.family}.py"
+        assert family_module in stage.deps, f"{stage.name} does not list {family_module} in deps"
+        assert all(dag.is_directory_out(out) for out in stage.outs)
+        assert stage.cmd.startswith("effbert "), stage.name

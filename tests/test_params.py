@@ -1,0 +1,115 @@
+"""The params schema: profiles, validation errors naming file and key, overrides, nothing written on error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from effbert import params
+from effbert.errors import ParamsError
+from tests.conftest import ROOT, run_cli
+
+PROFILES = [ROOT / "params.yaml", ROOT / "params" / "smoke.yaml", ROOT / "params" / "paper.yaml"]
+
+
+@pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.name)
+def test_profiles_are_complete_and_valid(path: Path) -> None:
+    raw = params.read_yaml(path)
+    validated = params.load(path)
+    # complete: every key of the schema is spelled out, so DVC finds every tracked key
+    assert raw == validated.model_dump(mode="json")
+
+
+def test_profiles_share_the_fixed_names() -> None:
+    demo = params.load(ROOT / "params.yaml")
+    assert demo.tasks == ["sst2", "mrpc", "squad_v1"]
+    paper = params.load(ROOT / "params" / "paper.yaml")
+    assert paper.finetune_teacher.model == "bert-base-uncased"
+    assert set(paper.tasks) == {
+        "cola",
+        "sst2",
+        "mrpc",
+        "stsb",
+        "qqp",
+        "mnli",
+        "qnli",
+        "rte",
+        "wnli",
+        "squad_v1",
+        "squad_v2",
+    }
+    assert paper.finetune_teacher.for_task("qqp").eval_steps == 250
+
+
+def _write(tmp_path: Path, mutate: dict) -> Path:
+    raw = params.read_yaml(ROOT / "params" / "smoke.yaml")
+    for dotted, value in mutate.items():
+        node = raw
+        *parents, last = dotted.split(".")
+        for part in parents:
+            node = node[part]
+        node[last] = value
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        ({"finetune_teacher.bogus": 1}, "finetune_teacher.bogus: unknown key"),
+        ({"finetune_teacher.epochs": "many"}, "finetune_teacher.epochs: Input should be a valid number"),
+        ({"data.max_seq_length": 4096}, "data.max_seq_length: Input should be less than or equal to 512"),
+        ({"data.heldout_fraction": 1.5}, "data.heldout_fraction: Input should be less than 1"),
+        ({"tasks": ["sst2", "sst3"]}, "tasks: Value error, unknown task 'sst3'"),
+        ({"seed": -1}, "seed: Input should be greater than or equal to 0"),
+        ({"finetune_teacher.task_overrides": {"nope": {}}}, "unknown task 'nope'"),
+    ],
+)
+def test_invalid_values_name_file_and_key(tmp_path: Path, mutate: dict, expected: str) -> None:
+    path = _write(tmp_path, mutate)
+    with pytest.raises(ParamsError) as err:
+        params.load(path)
+    assert str(err.value).startswith(f"{path}: ")
+    assert expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("seed: 1\ntasks: [sst2\n", encoding="utf-8")
+    with pytest.raises(ParamsError, match=rf"^{path}:3: invalid YAML"):
+        params.load(path)
+
+
+def test_overrides_parse_yaml_values() -> None:
+    raw = params.read_yaml(ROOT / "params" / "smoke.yaml")
+    merged = params.apply_overrides(raw, ["finetune_teacher.learning_rate=1e-4", "tasks=[rte]", "data.corpus=null"])
+    p = params.validate(merged)
+    assert p.finetune_teacher.learning_rate == pytest.approx(1e-4)
+    assert p.tasks == ["rte"] and p.data.corpus is None
+    assert raw["tasks"] != ["rte"]  # the input is not modified
+    with pytest.raises(ParamsError, match="expected KEY=VALUE"):
+        params.apply_overrides(raw, ["novalue"])
+    with pytest.raises(ParamsError, match="'seed' is not a section"):
+        params.apply_overrides(raw, ["seed.x=1"])
+
+
+def test_cli_rejects_bad_override_and_writes_nothing(project: Path) -> None:
+    before = (project / "params.yaml").read_bytes()
+    result = run_cli(["effbert", "run", "--params", "params/smoke.yaml", "--set", "data.doc_stride=0"], project)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    expected = "params/smoke.yaml (with --set): data.doc_stride: Input should be greater than or equal to 1 (got 0)"
+    assert lines == [f"effbert: error: {expected}"]
+    assert (project / "params.yaml").read_bytes() == before
+    assert not (project / "results").exists() and not (project / "mlflow.db").exists()
+
+
+def test_check_params_cli(tmp_path: Path) -> None:
+    good = run_cli(["effbert", "check-params", str(ROOT / "params" / "smoke.yaml")], tmp_path)
+    assert good.returncode == 0 and "finetune_teacher:" in good.stdout
+    bad = run_cli(["effbert", "check-params", str(_write(tmp_path, {"evaluate.n_best": 0}))], tmp_path)
+    assert bad.returncode == 2 and "evaluate.n_best" in bad.stderr and "Traceback" not in bad.stderr

