@@ -15,6 +15,7 @@ import logging
 import re
 from pathlib import Path
 
+from effbert.data.textio import read_utf8
 from effbert.errors import DataFormatError
 
 logger = logging.getLogger(__name__)
@@ -74,13 +75,8 @@ def split_sentences(text: str) -> list[str]:
 
 
 def _read_text(path: Path) -> list[str]:
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise DataFormatError(path, line, f"not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
-    return [ln.removesuffix("\r") for ln in text.removeprefix("\ufeff").split("\n")]
+    text = read_utf8(path)
+    return [ln.removesuffix("\r") for ln in text.split("\n")]
 
 
 def _wikitext_documents(lines: list[str]) -> list[list[str]]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from effbert.data.tasks import AX_FOLDER, TaskSpec, get_task
+from effbert.data.textio import read_utf8
 from effbert.errors import DataFormatError, ParamsError
 
 logger = logging.getLogger(__name__)
@@ -86,13 +87,7 @@ def _read_lines(path: Path, task: str) -> list[str]:
     """Decode ``path`` as UTF-8 and return its lines without BOM, ``\\r`` or trailing blank lines."""
     if not path.is_file():
         raise DataFormatError(path, None, f"{task} data file not found (expected {path})")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise DataFormatError(path, line, f"not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
-    text = text.removeprefix("\ufeff")
+    text = read_utf8(path)
     lines = [ln.removesuffix("\r") for ln in text.split("\n")]
     while lines and not lines[-1].strip():
         lines.pop()

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from effbert.data.textio import read_utf8
 from effbert.errors import DataFormatError
 
 logger = logging.getLogger(__name__)
@@ -48,13 +49,7 @@ class _Checker:
 def _load_json(path: Path) -> tuple[str, Any]:
     if not path.is_file():
         raise DataFormatError(path, None, f"SQuAD file not found (expected {path})")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise DataFormatError(path, line, f"not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
-    text = text.removeprefix("\ufeff")
+    text = read_utf8(path)
     if not text.strip():
         raise DataFormatError(path, 1, "empty file, expected SQuAD JSON")
     try:
