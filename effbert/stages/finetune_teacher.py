@@ -38,26 +38,33 @@ def _history_callback(stage: tracking.StageRun) -> Any:
     return MlflowHistory()
 
 
-def _plot_history(history: Any, path: Path) -> None:
+def _write_history(history: Any, report_dir: Path) -> None:
+    """The Trainer's log as CSV (for ``dvc plots``) and as a PNG (for people)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    history.to_csv(report_dir / "history.csv", index=False)
+    plots = report_dir / "plots"
+    plots.mkdir()
+    score = f"eval_{SELECTION}"
+    train = history.dropna(subset=["loss"])[["step", "loss"]] if "loss" in history else None
+    evals = history.dropna(subset=[score])[["step", score]] if score in history else None
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    if "loss" in history:
-        train = history.dropna(subset=["loss"])
+    if train is not None:
+        train.to_csv(plots / "train_loss.csv", index=False)
         ax.plot(train["step"], train["loss"], label="train loss", color="tab:blue")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    if f"eval_{SELECTION}" in history:
-        evals = history.dropna(subset=[f"eval_{SELECTION}"])
+    if evals is not None:
+        evals.rename(columns={score: "heldout_score"}).to_csv(plots / "heldout_score.csv", index=False)
         ax2 = ax.twinx()
-        ax2.plot(evals["step"], evals[f"eval_{SELECTION}"], "o-", color="tab:orange", label="held-out score")
+        ax2.plot(evals["step"], evals[score], "o-", color="tab:orange", label="held-out score")
         ax2.set_ylabel("held-out selection score")
     fig.legend(loc="upper right")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(report_dir / "history.png", dpi=100)
     plt.close(fig)
 
 
@@ -115,9 +122,7 @@ def run(params: Params, task: str, data_dir: Path, model_out: Path, report_dir: 
     wall = time.perf_counter() - started
     trainer.save_model(str(model_out))
     tokenizer.save_pretrained(str(model_out))
-    history = pd.DataFrame(trainer.state.log_history)
-    history.to_csv(report_dir / "history.csv", index=False)
-    _plot_history(history, report_dir / "history.png")
+    _write_history(pd.DataFrame(trainer.state.log_history), report_dir)
     metrics = {
         "best_heldout_score": float(trainer.state.best_metric or 0.0),
         "best_checkpoint_step": int(str(trainer.state.best_model_checkpoint or "-0").rsplit("-", 1)[-1]),
