@@ -86,6 +86,7 @@ class FinetuneTeacherParams(_Section):
     max_grad_norm: PositiveFloat = 1.0
     eval_steps: PositiveInt = 50  # evaluate on the held-out slice and checkpoint every N steps
     save_total_limit: PositiveInt = 2
+    group_by_length: bool = True  # batch examples of similar length together (less padding, same data)
     bf16: bool = False  # bf16 autocast, only used on CUDA
     threads: PositiveInt | None = None  # torch CPU threads; null = torch's default
     task_overrides: dict[str, TaskOverride] = Field(default_factory=dict)

@@ -92,6 +92,7 @@ def make_trainer(
     eval_steps: int,
     save_total_limit: int,
     bf16: bool,
+    group_by_length: bool = False,
     callbacks: list[Any] | None = None,
 ) -> Any:
     """A Trainer that evaluates on ``heldout`` every ``eval_steps`` and keeps the best checkpoint."""
@@ -122,6 +123,7 @@ def make_trainer(
         bf16=bf16 and torch.cuda.is_available(),
         report_to="none",
         dataloader_num_workers=0,
+        train_sampling_strategy="group_by_length" if group_by_length else "random",
         disable_tqdm=False,
     )
     common: dict[str, Any] = {

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 SEED = 20211
-SST2_TRAIN_ROWS = 8000
+SST2_TRAIN_ROWS = 16000
 SQUAD_TRAIN_QUESTIONS = 1600
 SQUAD_DEV_QUESTIONS = 600
 
@@ -52,7 +52,8 @@ def carve_squad(src: Path, out_dir: Path) -> None:
 
 def main(shared: Path) -> None:
     out = Path("data/sample")
-    shutil.rmtree(out, ignore_errors=True)
+    for folder in ("glue", "squad", "corpus"):  # README.md (provenance) stays
+        shutil.rmtree(out / folder, ignore_errors=True)
     glue = shared / "glue"
     subsample_tsv(glue / "SST-2/train.tsv", out / "glue/SST-2/train.tsv", SST2_TRAIN_ROWS)
     for split in ("dev", "test"):
@@ -63,7 +64,7 @@ def main(shared: Path) -> None:
     carve_squad(shared / "squad/dev-v1.1.json", out / "squad")
     (out / "corpus").mkdir(parents=True)
     shutil.copyfile(shared / "corpus/wikitext-2-raw/wiki.valid.raw", out / "corpus/wiki.valid.raw")
-    for path in sorted(p for p in out.rglob("*") if p.is_file()):
+    for path in sorted(p for p in out.rglob("*") if p.is_file() and p.name != "README.md"):
         print(f"| {path.relative_to(out)} | {path.stat().st_size} | {hashlib.sha256(path.read_bytes()).hexdigest()} |")
 
 

@@ -107,6 +107,7 @@ def run(params: Params, task: str, data_dir: Path, model_out: Path, report_dir: 
         eval_steps=hp.eval_steps,
         save_total_limit=hp.save_total_limit,
         bf16=hp.bf16,
+        group_by_length=hp.group_by_length,
         callbacks=[_history_callback(stage)],
     )
     from transformers.trainer_utils import get_last_checkpoint
