@@ -44,20 +44,25 @@ def _load_params(path: str) -> Any:
 
 @contextmanager
 def _stage(
-    name: str, log_name: str, params: Any, sections: dict[str, Any], outputs: list[Path], tags: dict[str, str]
+    name: str, instance: str, params: Any, sections: dict[str, Any], outputs: list[Path], tags: dict[str, str]
 ) -> Iterator[tuple[Any, list[Path]]]:
-    """Open the stage's MLflow run and per-stage log; yield temporary output dirs renamed into place on success."""
+    """Open the stage's MLflow run and per-stage log; yield temporary output dirs renamed into place on success.
+
+    ``instance`` is the stage instance in DVC's notation (``finetune_teacher@sst2``): the MLflow run name under
+    either engine, and the log file ``logs/finetune_teacher/sst2.log``.
+    """
     from effbert import tracking
     from effbert.stages.common import atomic_dir, stage_logging
 
     root = tracking.project_root()
-    log_file = root / "logs" / f"{log_name}.log"
+    log_file = root / "logs" / (instance.replace("@", "/").replace("-", "/", 1) + ".log")
     with ExitStack() as stack:
         tmp_dirs = [stack.enter_context(atomic_dir(out)) for out in outputs]
         run = stack.enter_context(
             tracking.stage_run(
                 name,
                 sections,
+                run_name=instance,
                 experiment=params.tracking.experiment,
                 configured_uri=params.tracking.tracking_uri,
                 tags=tags,
@@ -88,7 +93,7 @@ def prepare_data_cmd(task: str, out: str, params_file: str) -> None:
     get_task(task)
     p = _load_params(params_file)
     sections = {"seed": p.seed, "data": p.data.model_dump(), "teacher_model": p.finetune_teacher.model}
-    with _stage("prepare_data", f"prepare_data/{task}", p, sections, [Path(out)], {"effbert.task": task}) as (
+    with _stage("prepare_data", f"prepare_data@{task}", p, sections, [Path(out)], {"effbert.task": task}) as (
         run,
         (tmp,),
     ):
@@ -121,7 +126,7 @@ def finetune_teacher_cmd(task: str, data_dir: str, model_out: str, report_out: s
     p = _load_params(params_file)
     sections = {"seed": p.seed, "finetune_teacher": p.finetune_teacher.for_task(task).model_dump()}
     outs = [Path(model_out), Path(report_out)]
-    with _stage("finetune_teacher", f"finetune_teacher/{task}", p, sections, outs, {"effbert.task": task}) as (
+    with _stage("finetune_teacher", f"finetune_teacher@{task}", p, sections, outs, {"effbert.task": task}) as (
         run,
         (model_tmp, report_tmp),
     ):
@@ -144,7 +149,7 @@ def evaluate_cmd(task: str, model_name: str, model_dir: str, data_dir: str, out:
     p = _load_params(params_file)
     sections = {"seed": p.seed, "evaluate": p.evaluate.model_dump()}
     tags = {"effbert.task": task, "effbert.model": model_name}
-    with _stage("evaluate", f"evaluate/{model_name}/{task}", p, sections, [Path(out)], tags) as (run, (tmp,)):
+    with _stage("evaluate", f"evaluate@{model_name}-{task}", p, sections, [Path(out)], tags) as (run, (tmp,)):
         run.consume(Path(model_dir), f"{task}/{model_name}", context="model")
         run.consume(Path(data_dir), f"{task}/prepared", context="eval")
         record = evaluate.run(p, task, model_name, Path(model_dir), Path(data_dir), tmp)

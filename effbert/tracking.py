@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import subprocess
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -156,7 +157,14 @@ class StageRun:
         digest = digest or path_digest(path)
         source = HTTPDatasetSource(url=path.resolve().as_uri())
         dataset = MetaDataset(source=source, name=name, digest=digest[:36])  # type: ignore[abstract]
-        self._mlflow.log_input(dataset, context=context)
+        for attempt in range(5):
+            try:
+                self._mlflow.log_input(dataset, context=context)
+                break
+            except Exception as exc:  # MLflow's get-or-create of a dataset races between parallel stages
+                if "UNIQUE constraint" not in str(exc) or attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
         self.inputs[name] = digest
         return digest
 
@@ -176,6 +184,7 @@ class StageRun:
             "run_id": self.run_id,
             "stage": self.stage,
             "dvc_stage": os.environ.get("DVC_STAGE", ""),
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""),
             "git_commit": git_commit(),
             "code_digest": code_digest(),
             "upstream_run_ids": self.upstream,
@@ -193,6 +202,7 @@ def stage_run(
     stage: str,
     params: Mapping[str, Any],
     *,
+    run_name: str | None = None,
     experiment: str = "effbert",
     configured_uri: str | None = None,
     tags: Mapping[str, str] | None = None,
@@ -200,21 +210,22 @@ def stage_run(
     """Open the MLflow child run of a stage under ``$EFFBERT_PARENT_RUN_ID`` (when set).
 
     Args:
-        stage: stage name, e.g. ``finetune_teacher``; the run is named after ``$DVC_STAGE`` when set
-            (``finetune_teacher@sst2``).
+        stage: stage name, e.g. ``finetune_teacher``.
+        run_name: the stage instance in DVC's notation (``finetune_teacher@sst2``); ``$DVC_STAGE`` wins when set.
         params: the stage's resolved params (nested mapping), logged flattened.
         experiment, configured_uri: from the ``tracking`` params section.
         tags: extra tags (the task, the model name, ...).
     """
     mlflow = _mlflow(configured_uri, experiment)
-    run_name = os.environ.get("DVC_STAGE") or stage
+    run_name = os.environ.get("DVC_STAGE") or run_name or stage
     all_tags = {
         "effbert.stage": stage,
         "effbert.version": __version__,
         "effbert.code_digest": code_digest(),
         "effbert.git_commit": git_commit(),
-        "dvc.stage": os.environ.get("DVC_STAGE", ""),
+        "dvc.stage": run_name,
         "dvc.exp": os.environ.get("DVC_EXP_NAME", ""),
+        "slurm.job_id": os.environ.get("SLURM_JOB_ID", ""),
         **(tags or {}),
     }
     parent = os.environ.get(PARENT_ENV) or None
