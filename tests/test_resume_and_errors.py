@@ -33,7 +33,7 @@ def test_killed_finetune_resumes_and_matches_uninterrupted_run(project: Path) ->
     import torch
     from safetensors.torch import load_file
 
-    _prepare(project, epochs=4.0, eval_steps=2, threads=1)
+    _prepare(project, epochs=8.0, eval_steps=2, threads=1)
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.Popen(
         [*FINETUNE, *_outs("killed")],
