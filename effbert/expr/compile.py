@@ -8,6 +8,8 @@ are no Python closures and no string evaluation (unlike the official ``gp.compil
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -17,11 +19,12 @@ from effbert.expr.tree import WEIGHT_TERMINALS, Binary, Expr, Linear, Term
 GELU_APPROXIMATIONS = ("none", "tanh")
 
 
-class ExprNode(nn.Module):
-    """Base class: ``forward(x, w1, b1, w2, b2) -> Tensor`` evaluates the subtree rooted here."""
+class ExprNode(nn.Module, ABC):
+    """Abstract base: ``forward(x, w1, b1, w2, b2) -> Tensor`` evaluates the subtree rooted here."""
 
+    @abstractmethod
     def forward(self, x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:
-        raise NotImplementedError
+        """Evaluate the subtree."""
 
 
 class Input(ExprNode):
@@ -54,8 +57,9 @@ class BinaryNode(ExprNode):
         super().__init__()
         self.args = nn.ModuleList([left, right])
 
+    @abstractmethod
     def combine(self, a: Tensor, b: Tensor) -> Tensor:
-        raise NotImplementedError
+        """The element-wise operation on equal-width operands."""
 
     def forward(self, x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:
         a = self.args[0](x, w1, b1, w2, b2)
@@ -96,8 +100,9 @@ class UnaryNode(ExprNode):
         super().__init__()
         self.args = nn.ModuleList([arg])
 
+    @abstractmethod
     def activate(self, t: Tensor) -> Tensor:
-        raise NotImplementedError
+        """The activation function."""
 
     def forward(self, x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:
         return self.activate(self.args[0](x, w1, b1, w2, b2))
