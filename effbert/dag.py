@@ -13,8 +13,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 # Stage families that train a network: Snakemake gives their jobs the `gpu` resource on clusters.
-TRAINING_STAGES = frozenset({"finetune_teacher", "warmup_kd", "search_stage1", "search_stage2", "search_stage3"})
-TRAINING_STAGES |= {"final_distill"}
+TRAINING_STAGES = frozenset(
+    {"finetune_teacher", "warmup_kd", "search_stage1", "search_stage2", "search_stage3", "final_distill"}
+)
 
 
 @dataclass(frozen=True)
