@@ -135,6 +135,128 @@ def finetune_teacher_cmd(task: str, data_dir: str, model_out: str, report_out: s
         run.log_artifact(report_tmp)
 
 
+@main.command("warmup-kd")
+@click.option("--corpus", "corpus_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--model-out", required=True, type=click.Path(file_okay=False), help="Supernet directory to write.")
+@click.option("--report-out", required=True, type=click.Path(file_okay=False), help="Metrics/history directory.")
+@_params_option
+def warmup_kd_cmd(corpus_dir: str, model_out: str, report_out: str, params_file: str) -> None:
+    """Warm up the supernet: distil the pre-trained teacher into it on the corpus (attention + hidden)."""
+    from effbert.stages import warmup_kd
+
+    p = _load_params(params_file)
+    sections = {
+        "seed": p.seed,
+        "student": p.student.model_dump(),
+        "warmup_kd": p.warmup_kd.model_dump(),
+        "teacher_model": p.finetune_teacher.model,
+    }
+    outs = [Path(model_out), Path(report_out)]
+    with _stage("warmup_kd", "warmup_kd", p, sections, outs, {}) as (run, (model_tmp, report_tmp)):
+        run.consume(Path(corpus_dir), "corpus/prepared")
+        warmup_kd.run(p, Path(corpus_dir), model_tmp, report_tmp, run)
+        run.log_artifact(report_tmp)
+
+
+@main.command("final-distill-general")
+@click.option("--supernet", "supernet_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--arch", "arch_file", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--corpus", "corpus_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--model-out", required=True, type=click.Path(file_okay=False), help="Student directory to write.")
+@click.option("--report-out", required=True, type=click.Path(file_okay=False), help="Metrics/history directory.")
+@_params_option
+def final_distill_general_cmd(
+    supernet_dir: str, arch_file: str, corpus_dir: str, model_out: str, report_out: str, params_file: str
+) -> None:
+    """Slice an architecture out of the warm-up supernet and distil it on the corpus (task-agnostic)."""
+    from effbert.stages import final_distill
+
+    p = _load_params(params_file)
+    sections = {
+        "seed": p.seed,
+        "student": p.student.model_dump(),
+        "final_distill": {
+            "architecture": p.final_distill.architecture,
+            "general": p.final_distill.general.model_dump(),
+        },
+        "teacher_model": p.finetune_teacher.model,
+    }
+    outs = [Path(model_out), Path(report_out)]
+    with _stage("final_distill_general", "final_distill_general", p, sections, outs, {}) as (run, (model_tmp, rep)):
+        run.consume(Path(supernet_dir), "supernet", context="model")
+        run.consume(Path(corpus_dir), "corpus/prepared")
+        run.log_dataset("architecture", Path(arch_file), "architecture")
+        final_distill.run_general(p, Path(supernet_dir), Path(arch_file), Path(corpus_dir), model_tmp, rep, run)
+        run.log_artifact(rep)
+
+
+@main.command("final-distill")
+@click.option("--task", required=True, help="Task id, e.g. sst2.")
+@click.option("--student", "student_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--teacher", "teacher_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--model-out", required=True, type=click.Path(file_okay=False), help="Student directory to write.")
+@click.option("--report-out", required=True, type=click.Path(file_okay=False), help="Metrics/history directory.")
+@_params_option
+def final_distill_cmd(
+    task: str, student_dir: str, teacher_dir: str, data_dir: str, model_out: str, report_out: str, params_file: str
+) -> None:
+    """Task KD of the general student from the task's fine-tuned teacher; select on the held-out slice."""
+    from effbert.data.tasks import get_task
+    from effbert.stages import final_distill
+
+    get_task(task)
+    p = _load_params(params_file)
+    sections = {"seed": p.seed, "final_distill": {"task": p.final_distill.task.for_task(task).model_dump()}}
+    outs = [Path(model_out), Path(report_out)]
+    with _stage("final_distill", f"final_distill@{task}", p, sections, outs, {"effbert.task": task}) as (
+        run,
+        (model_tmp, report_tmp),
+    ):
+        run.consume(Path(student_dir), "student/general", context="model")
+        run.consume(Path(teacher_dir), f"{task}/teacher", context="teacher")
+        run.consume(Path(data_dir), f"{task}/prepared")
+        final_distill.run_task(
+            p, task, Path(student_dir), Path(teacher_dir), Path(data_dir), model_tmp, report_tmp, run
+        )
+        run.log_artifact(report_tmp)
+
+
+@main.command("init-student")
+@click.option("--arch", "arch", required=True, help="Shipped architecture name (efficientbert, ...) or JSON path.")
+@click.option("--hidden", type=int, default=None, help="Hidden size to scale the architecture to (size ids kept).")
+@click.option("--layers", type=int, default=None, help="Number of layers to resize the architecture to.")
+@click.option("--heads", type=int, default=12, show_default=True, help="Attention heads.")
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Model directory to write.")
+def init_student_cmd(arch: str, hidden: int | None, layers: int | None, heads: int, seed: int, out: str) -> None:
+    """Write a randomly initialised compact student (save_pretrained) for an architecture."""
+    import torch
+
+    from effbert.errors import EffbertError
+    from effbert.models.architecture import load_architecture
+    from effbert.models.configuration_effbert import EffBertConfig
+    from effbert.models.modeling_effbert import EffBertModel
+    from effbert.models.supernet import param_count
+    from effbert.stages.common import atomic_dir
+
+    try:
+        architecture = load_architecture(arch)
+        architecture = architecture.resized(hidden or architecture.hidden_size, layers)
+        config = EffBertConfig.from_architecture(architecture, num_attention_heads=heads)
+    except ValueError as err:
+        raise EffbertError(f"--arch {arch}: {err}") from None
+    torch.manual_seed(seed)
+    model = EffBertModel(config)
+    with atomic_dir(Path(out)) as tmp:
+        model.save_pretrained(str(tmp))
+        architecture.save(tmp / "architecture.json")
+    click.echo(
+        f"{out}: {architecture.name}, {architecture.num_layers} layers, H={architecture.hidden_size}, "
+        f"{param_count(model) / 1e6:.2f}M params (paper convention: no pooler, no fit_dense)"
+    )
+
+
 @main.command("evaluate")
 @click.option("--task", required=True, help="Task id, e.g. sst2.")
 @click.option("--model-name", required=True, help="Name of the model in results/eval (teacher, student).")
@@ -212,6 +334,66 @@ def fetch_data_cmd(params_file: str, out: str) -> None:
     updated = pipeline.materialise_hub_sources(tracking.project_root(), p, out)
     for key in ("glue_dir", "squad_dir", "corpus"):
         click.echo(f"data.{key}: {getattr(updated.data, key)}")
+
+
+@main.command("bench")
+@click.option("--threads", type=int, default=None, help="torch intra-op threads  [default: torch's, printed]")
+@click.option("--runs", type=int, default=20, show_default=True, help="Timed runs per model and batch (>= 20).")
+@click.option("--warmup", type=int, default=5, show_default=True, help="Untimed warm-up runs per model.")
+@click.option("--batch-sizes", default="1,8", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--seq-len", type=int, default=128, show_default=True, help="Sequence length.")
+@click.option("--student", "student_dir", default=None, help="Student model directory (with --teacher).")
+@click.option("--teacher", "teacher_dir", default=None, help="Teacher model directory or dist:<name> (with --student).")
+@click.option("--skip-reference", is_flag=True, help="Skip the random efficientbert vs BERT-base pair.")
+@click.option("--kd-batch", type=int, default=8, show_default=True, help="Batch size of the KD throughput step.")
+@click.option("--kd-steps", type=int, default=10, show_default=True, help="Timed KD / teacher / student steps.")
+@click.option("--skip-kd", is_flag=True, help="Skip the KD training-throughput measurement.")
+@click.option("--device", default=None, help="torch device  [default: cuda if available, else cpu]")
+@click.option("--out", "out", default=None, type=click.Path(dir_okay=False), help="Write the report as JSON here.")
+def bench_cmd(
+    threads: int | None,
+    runs: int,
+    warmup: int,
+    batch_sizes: str,
+    seq_len: int,
+    student_dir: str | None,
+    teacher_dir: str | None,
+    skip_reference: bool,
+    kd_batch: int,
+    kd_steps: int,
+    skip_kd: bool,
+    device: str | None,
+    out: str | None,
+) -> None:
+    """Latency (median of >= 20 runs) of the compact student vs BERT-base, and KD training throughput.
+
+    Pairs: random efficientbert vs random BERT-base (bert-base-uncased config), plus --student DIR vs
+    --teacher DIR when given. Speed-up = teacher median / student median.
+    """
+    from effbert import bench
+
+    try:
+        sizes = [int(size) for size in batch_sizes.split(",") if size.strip()]
+    except ValueError:
+        raise EffbertError(f"--batch-sizes {batch_sizes!r}: expected comma-separated integers, e.g. 1,8") from None
+    report = bench.run_benchmark(
+        runs=runs,
+        warmup=warmup,
+        batch_sizes=sizes,
+        seq_len=seq_len,
+        threads=threads,
+        device=device,
+        student_dir=student_dir,
+        teacher_dir=teacher_dir,
+        skip_reference=skip_reference,
+        kd=not skip_kd,
+        kd_batch=kd_batch,
+        kd_steps=kd_steps,
+        progress=lambda message: click.echo(message, err=True),
+    )
+    click.echo(bench.format_report(report))
+    if out is not None:
+        click.echo(f"wrote {bench.write_report(report, out)}")
 
 
 @main.command("check-params")

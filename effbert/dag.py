@@ -14,7 +14,15 @@ from typing import Any
 
 # Stage families that train a network: Snakemake gives their jobs the `gpu` resource on clusters.
 TRAINING_STAGES = frozenset(
-    {"finetune_teacher", "warmup_kd", "search_stage1", "search_stage2", "search_stage3", "final_distill"}
+    {
+        "finetune_teacher",
+        "warmup_kd",
+        "search_stage1",
+        "search_stage2",
+        "search_stage3",
+        "final_distill_general",
+        "final_distill",
+    }
 )
 
 

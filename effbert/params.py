@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -73,6 +73,23 @@ class TaskOverride(_Section):
     eval_steps: PositiveInt | None = None
 
 
+def _check_task_keys(value: dict[str, TaskOverride]) -> dict[str, TaskOverride]:
+    unknown = sorted(set(value) - set(TASKS))
+    if unknown:
+        raise ValueError(f"unknown task {unknown[0]!r} (known: {' '.join(TASKS)})")
+    return value
+
+
+SectionT = TypeVar("SectionT", bound=_Section)
+
+
+def _with_override(section: SectionT, override: TaskOverride | None) -> SectionT:
+    """``section`` with the non-null keys of a task override applied."""
+    if override is None:
+        return section
+    return section.model_copy(update={k: v for k, v in override.model_dump().items() if v is not None})
+
+
 class FinetuneTeacherParams(_Section):
     """``finetune_teacher``: fine-tune the teacher per task (Hugging Face Trainer)."""
 
@@ -94,18 +111,91 @@ class FinetuneTeacherParams(_Section):
     @field_validator("task_overrides")
     @classmethod
     def _known_tasks(cls, value: dict[str, TaskOverride]) -> dict[str, TaskOverride]:
-        unknown = sorted(set(value) - set(TASKS))
-        if unknown:
-            raise ValueError(f"unknown task {unknown[0]!r} (known: {' '.join(TASKS)})")
-        return value
+        return _check_task_keys(value)
 
     def for_task(self, task: str) -> FinetuneTeacherParams:
         """These params with the task's overrides applied."""
-        override = self.task_overrides.get(task)
-        if override is None:
-            return self
-        changes = {k: v for k, v in override.model_dump().items() if v is not None}
-        return self.model_copy(update=changes)
+        return _with_override(self, self.task_overrides.get(task))
+
+
+class StudentParams(_Section):
+    """``student``: the student frame shared by warm-up KD, the search and final distillation (EfficientBERT: 6
+    layers, H=540, 12 heads = the teacher's, 128-d trigram embedding, 4 MLP units of width H in the supernet)."""
+
+    hidden_size: Annotated[int, Field(ge=4)] = 540
+    num_layers: PositiveInt = 6  # the teacher's layer count must be a multiple (uniform layer mapping)
+    num_attention_heads: PositiveInt = 12  # must equal the teacher's for the attention-score loss
+    embedding_size: PositiveInt = 128  # token table width; the trigram input is 3x this
+    max_ffn_units: Annotated[int, Field(ge=1, le=4)] = 4  # MLP units per layer in the supernet
+    gelu_approximate: Literal["tanh", "none"] = "tanh"  # GELU inside the MLP expressions (paper: tanh)
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+
+    @field_validator("num_attention_heads")
+    @classmethod
+    def _divides_hidden(cls, value: int, info: Any) -> int:
+        hidden = info.data.get("hidden_size")
+        if hidden is not None and hidden % value:
+            raise ValueError(f"must divide student.hidden_size ({hidden})")
+        return value
+
+
+class _DistillCommon(_Section):
+    """Optimisation and loss weights shared by every distillation stage (the paper's section 5 and 4)."""
+
+    learning_rate: PositiveFloat = 1e-4
+    epochs: PositiveFloat = 10.0
+    batch_size: PositiveInt = 64
+    warmup_ratio: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+    weight_decay: Annotated[float, Field(ge=0.0)] = 0.01
+    max_grad_norm: PositiveFloat = 1.0
+    attention_weight: Annotated[float, Field(ge=0.0)] = 1.0  # attention-score MSE
+    hidden_weight: Annotated[float, Field(ge=0.0)] = 1.0  # hidden-state MSE through fit_dense
+    save_total_limit: PositiveInt = 2
+    bf16: bool = False  # bf16 autocast, only used on CUDA
+    threads: PositiveInt | None = None  # torch CPU threads; null = torch's default
+
+
+class WarmupKDParams(_DistillCommon):
+    """``warmup_kd``: distil the whole supernet from the pre-trained (not fine-tuned) teacher on the corpus."""
+
+    save_steps: PositiveInt = 500  # checkpoint every N optimizer steps (resume point)
+    init_embeddings: Literal["random", "teacher_pca"] = "random"  # token table: N(0, 0.02) or teacher's PCA
+
+
+class GeneralKDParams(_DistillCommon):
+    """``final_distill.general``: task-agnostic KD of the chosen architecture, sliced from the warm-up supernet."""
+
+    save_steps: PositiveInt = 500
+
+
+class TaskKDParams(_DistillCommon):
+    """``final_distill.task``: task KD from the task's fine-tuned teacher, selected on the held-out slice."""
+
+    learning_rate: PositiveFloat = 5e-5
+    batch_size: PositiveInt = 32
+    eval_batch_size: PositiveInt = 128
+    eval_steps: PositiveInt = 50  # evaluate on the held-out slice and checkpoint every N steps
+    prediction_weight: Annotated[float, Field(ge=0.0)] = 1.0  # soft CE / span soft CE / regression MSE
+    temperature: PositiveFloat = 1.0
+    group_by_length: bool = True
+    task_overrides: dict[str, TaskOverride] = Field(default_factory=dict)
+
+    @field_validator("task_overrides")
+    @classmethod
+    def _known_tasks(cls, value: dict[str, TaskOverride]) -> dict[str, TaskOverride]:
+        return _check_task_keys(value)
+
+    def for_task(self, task: str) -> TaskKDParams:
+        """These params with the task's overrides applied."""
+        return _with_override(self, self.task_overrides.get(task))
+
+
+class FinalDistillParams(_Section):
+    """``final_distill``: the architecture to distil, then general KD (corpus) and task KD (per task)."""
+
+    architecture: str = "effbert/architectures/efficientbert.json"  # JSON file; resized to the student frame
+    general: GeneralKDParams = GeneralKDParams()
+    task: TaskKDParams = TaskKDParams()
 
 
 class EvaluateParams(_Section):
@@ -131,6 +221,9 @@ class Params(_Section):
     tasks: Annotated[list[str], Field(min_length=1)] = ["sst2", "mrpc", "squad_v1"]
     data: DataParams = DataParams()
     finetune_teacher: FinetuneTeacherParams = FinetuneTeacherParams()
+    student: StudentParams = StudentParams()
+    warmup_kd: WarmupKDParams = WarmupKDParams()
+    final_distill: FinalDistillParams = FinalDistillParams()
     evaluate: EvaluateParams = EvaluateParams()
     tracking: TrackingParams = TrackingParams()
 
@@ -143,9 +236,6 @@ class Params(_Section):
         if len(set(value)) != len(value):
             raise ValueError("tasks must not repeat")
         return value
-
-
-StageName = Literal["data", "finetune_teacher", "evaluate", "tracking"]
 
 
 def _format_error(path: Path | str, err: ValidationError) -> str:

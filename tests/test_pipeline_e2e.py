@@ -1,7 +1,8 @@
 """End to end: the smoke profile through `effbert run` (DVC) in a fresh git repository.
 
-First run executes every stage; a second run executes none; changing a teacher parameter re-runs only the
-teacher stages and their descendants. Lineage explains a metric back to the raw data.
+First run executes every stage (teacher, warm-up KD, final distillation, evaluation of both); a second run executes
+none; changing a teacher parameter re-runs only the teacher stages and their descendants. Lineage explains a
+metric back to the raw data, for the student through final distillation, warm-up KD and the teacher.
 """
 
 from __future__ import annotations
@@ -53,8 +54,20 @@ def test_first_run_executes_every_stage(first_run: tuple[Path, dict[str, float],
     assert [r.split("\t")[0] for r in rows[1:]] == [str(i) for i in range(48)]  # dev-file row order
     answers = json.loads((project / "results/eval/teacher/squad_v1/predictions.json").read_text())
     assert len(answers) == 48 and all(isinstance(v, str) for v in answers.values())
+    for task in ("sst2", "mrpc", "squad_v1"):  # the distilled student goes through the same evaluate stage
+        record = json.loads((project / f"results/eval/student/{task}/metrics.json").read_text())
+        assert record["task"] == task and record["rows"]["dev"] == 48
+        config = json.loads((project / f"results/models/student/{task}/config.json").read_text())
+        assert config["model_type"] == "effbert" and config["num_hidden_layers"] == 3
+        assert config["max_ffn_units"] is None  # compact, not the supernet
+        kd = json.loads((project / f"results/final_distill/{task}/metrics.json").read_text())
+        assert kd["train_steps"] > 0 and "best_heldout_score" in kd
+    supernet = json.loads((project / "results/models/supernet/config.json").read_text())
+    assert supernet["max_ffn_units"] == 4 and supernet["ffn_units"] == [4, 4, 4]
+    assert (project / "results/models/supernet/fit_dense.safetensors").is_file()
+    assert (project / "results/warmup_kd/history.png").is_file()
     summary = json.loads((project / "results/eval_summary/summary.json").read_text())
-    assert set(summary["teacher"]) == {"sst2", "mrpc", "squad_v1"}
+    assert set(summary["teacher"]) == set(summary["student"]) == {"sst2", "mrpc", "squad_v1"}
     metrics = run_cli(["dvc", "metrics", "show", "--json"], project)
     assert metrics.returncode == 0 and "summary.json" in metrics.stdout
 
@@ -82,6 +95,19 @@ def test_lineage_explains_a_metric(first_run: tuple[Path, dict[str, float], floa
     lineage = json.loads((project / "results/eval/teacher/sst2/lineage.json").read_text())
     by_id = run_cli(["effbert", "lineage", lineage["run_id"]], project)
     assert by_id.returncode == 0 and "prepare_data@sst2" in by_id.stdout
+    student = run_cli(["effbert", "lineage", "results/eval/student/sst2/metrics.json"], project)
+    assert student.returncode == 0, student.stderr
+    chain = [
+        "evaluate@student-sst2",
+        "final_distill@sst2",
+        "final_distill_general",
+        "warmup_kd",
+        "prepare_corpus",
+        "finetune_teacher@sst2",
+        "prepare_data@sst2",
+    ]
+    for needle in chain:
+        assert needle in student.stdout, needle
     missing = run_cli(["effbert", "lineage", "no-such-run"], project)
     assert missing.returncode == 2 and "not found" in missing.stderr
 
@@ -95,5 +121,8 @@ def test_teacher_param_change_reruns_only_descendants(first_run: tuple[Path, dic
     ran = set(stages_run(result.stdout))
     expected = {f"finetune_teacher@{t}" for t in ("sst2", "mrpc", "squad_v1")}
     expected |= {f"evaluate@teacher-{t}" for t in ("sst2", "mrpc", "squad_v1")} | {"eval_summary"}
+    # the task KD of the student reads the fine-tuned teachers; warm-up and general KD read the pre-trained one
+    expected |= {f"final_distill@{t}" for t in ("sst2", "mrpc", "squad_v1")}
+    expected |= {f"evaluate@student-{t}" for t in ("sst2", "mrpc", "squad_v1")}
     assert ran == expected
     assert "learning_rate: 0.0001" in (project / "params.yaml").read_text()

@@ -195,6 +195,27 @@ class Architecture:
         """
         return Architecture.from_size_ids(self.exprs, self.size_ids, hidden_size, name or self.name)
 
+    def resized(self, hidden_size: int, num_layers: int | None = None, name: str | None = None) -> Architecture:
+        """This architecture at another hidden size and, optionally, another depth.
+
+        Size ids ``(s, r)`` are kept (``k = hidden_size // r``). With fewer layers, student layer ``l`` (1-based) takes
+        this architecture's layer ``l * L / L_new`` (the uniform mapping of the distillation losses: 6 -> 3 keeps
+        layers 2, 4, 6); with more layers each layer is repeated, as EfficientBERT++ does (6 -> 12: 1, 1, 2, 2, ...).
+
+        Raises:
+            ValueError: ``num_layers`` < 1, or a layer is invalid at the new hidden size.
+        """
+        count = self.num_layers if num_layers is None else num_layers
+        if not _is_int(count) or count < 1:
+            raise ValueError(f"architecture {self.name!r}: num_layers must be an int >= 1, got {count!r}")
+        if count <= self.num_layers:
+            picked = [(layer * self.num_layers) // count - 1 for layer in range(1, count + 1)]
+        else:
+            picked = [(layer * self.num_layers) // count for layer in range(count)]
+        exprs = [self.exprs[i] for i in picked]
+        sizes = [self.size_ids[i] for i in picked]
+        return Architecture.from_size_ids(exprs, sizes, hidden_size, name or self.name)
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready mapping."""
         layers = [{"expr": layer.expr, "units": layer.units, "width": layer.width} for layer in self.layers]

@@ -1,4 +1,4 @@
-"""What every stage command shares: seeding, device choice, a per-stage log file and atomic outputs."""
+"""What every stage command shares: seeding, device choice, a per-stage log file, atomic outputs, training history."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("effbert")
 
@@ -99,3 +100,56 @@ def checkpoint_dir(stage: str, key: str, fingerprint: str) -> Path:
     from effbert.tracking import project_root
 
     return project_root() / ".effbert" / "checkpoints" / stage / key / fingerprint
+
+
+def history_callback(stage: Any) -> Any:
+    """A TrainerCallback that forwards the Trainer's logs to the stage's MLflow run (``eval_`` -> ``heldout/``)."""
+    from transformers import TrainerCallback
+
+    class MlflowHistory(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+            if logs:
+                metrics = {k.replace("eval_", "heldout/"): v for k, v in logs.items()}
+                stage.log_metrics(metrics, step=state.global_step)
+
+    return MlflowHistory()
+
+
+TRAIN_CURVES = ("loss", "kd_attention", "kd_hidden", "kd_prediction")
+"""Training-log columns plotted when present: the total loss and the distillation terms."""
+
+
+def write_history(history: Any, report_dir: Path) -> None:
+    """The Trainer's log history as ``history.csv``, per-curve CSVs under ``plots/`` (for ``dvc plots``) and
+    ``history.png`` (for people): training losses against step, and the held-out selection score when evaluated."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from effbert.training import SELECTION
+
+    history.to_csv(report_dir / "history.csv", index=False)
+    plots = report_dir / "plots"
+    plots.mkdir()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    curves = [c for c in TRAIN_CURVES if c in history and history[c].notna().any()]
+    for curve in curves:
+        rows = history.dropna(subset=[curve])[["step", curve]]
+        rows.to_csv(plots / f"train_{curve}.csv", index=False)
+        ax.plot(rows["step"], rows[curve], label=f"train {curve}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    if len(curves) > 1:
+        ax.set_yscale("log")
+    score = f"eval_{SELECTION}"
+    if score in history and history[score].notna().any():
+        evals = history.dropna(subset=[score])[["step", score]]
+        evals.rename(columns={score: "heldout_score"}).to_csv(plots / "heldout_score.csv", index=False)
+        ax2 = ax.twinx()
+        ax2.plot(evals["step"], evals[score], "o-", color="black", label="held-out score")
+        ax2.set_ylabel("held-out selection score")
+    fig.legend(loc="upper right", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(report_dir / "history.png", dpi=100)
+    plt.close(fig)

@@ -13,59 +13,22 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Any
 
 from effbert import tracking
 from effbert.data.tasks import get_task
 from effbert.models.teacher import build_task_model, load_tokenizer, resolve_source
 from effbert.params import Params, section_digest
-from effbert.stages.common import checkpoint_dir, device, seed_everything, set_threads
-from effbert.training import SELECTION, make_trainer
+from effbert.stages.common import (
+    checkpoint_dir,
+    device,
+    history_callback,
+    seed_everything,
+    set_threads,
+    write_history,
+)
+from effbert.training import make_trainer
 
 log = logging.getLogger(__name__)
-
-
-def _history_callback(stage: tracking.StageRun) -> Any:
-    """A TrainerCallback that forwards the Trainer's logs to the stage's MLflow run."""
-    from transformers import TrainerCallback
-
-    class MlflowHistory(TrainerCallback):
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
-            if logs:
-                metrics = {k.replace("eval_", "heldout/"): v for k, v in logs.items()}
-                stage.log_metrics(metrics, step=state.global_step)
-
-    return MlflowHistory()
-
-
-def _write_history(history: Any, report_dir: Path) -> None:
-    """The Trainer's log as CSV (for ``dvc plots``) and as a PNG (for people)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    history.to_csv(report_dir / "history.csv", index=False)
-    plots = report_dir / "plots"
-    plots.mkdir()
-    score = f"eval_{SELECTION}"
-    train = history.dropna(subset=["loss"])[["step", "loss"]] if "loss" in history else None
-    evals = history.dropna(subset=[score])[["step", score]] if score in history else None
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    if train is not None:
-        train.to_csv(plots / "train_loss.csv", index=False)
-        ax.plot(train["step"], train["loss"], label="train loss", color="tab:blue")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    if evals is not None:
-        evals.rename(columns={score: "heldout_score"}).to_csv(plots / "heldout_score.csv", index=False)
-        ax2 = ax.twinx()
-        ax2.plot(evals["step"], evals[score], "o-", color="tab:orange", label="held-out score")
-        ax2.set_ylabel("held-out selection score")
-    fig.legend(loc="upper right")
-    fig.tight_layout()
-    fig.savefig(report_dir / "history.png", dpi=100)
-    plt.close(fig)
 
 
 def run(params: Params, task: str, data_dir: Path, model_out: Path, report_dir: Path, stage: tracking.StageRun) -> dict:
@@ -108,7 +71,7 @@ def run(params: Params, task: str, data_dir: Path, model_out: Path, report_dir: 
         save_total_limit=hp.save_total_limit,
         bf16=hp.bf16,
         group_by_length=hp.group_by_length,
-        callbacks=[_history_callback(stage)],
+        callbacks=[history_callback(stage)],
     )
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -123,7 +86,7 @@ def run(params: Params, task: str, data_dir: Path, model_out: Path, report_dir: 
     wall = time.perf_counter() - started
     trainer.save_model(str(model_out))
     tokenizer.save_pretrained(str(model_out))
-    _write_history(pd.DataFrame(trainer.state.log_history), report_dir)
+    write_history(pd.DataFrame(trainer.state.log_history), report_dir)
     metrics = {
         "best_heldout_score": float(trainer.state.best_metric or 0.0),
         "best_checkpoint_step": int(str(trainer.state.best_model_checkpoint or "-0").rsplit("-", 1)[-1]),
