@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def collect(eval_dir: Path) -> pd.DataFrame:
-    """One row per (model, task) with the split, row count, score and every metric as a column."""
+    """One row per (model, task): split, row count, score, score relative to the teacher's, every metric."""
     records = []
     for path in sorted(eval_dir.glob("*/*/metrics.json")):
         record = json.loads(path.read_text(encoding="utf-8"))
@@ -34,7 +34,11 @@ def collect(eval_dir: Path) -> pd.DataFrame:
         )
     if not records:
         raise EffbertError(f"{eval_dir}: no */*/metrics.json found")
-    return pd.DataFrame.from_records(records).sort_values(["task", "model"], ignore_index=True)
+    table = pd.DataFrame.from_records(records).sort_values(["task", "model"], ignore_index=True)
+    teacher = table[table["model"] == "teacher"].set_index("task")["score"]
+    # the share of the teacher's score each model keeps on the same task (empty without a teacher row)
+    table.insert(5, "vs_teacher", table["score"] / table["task"].map(teacher))
+    return table
 
 
 def to_markdown(table: pd.DataFrame) -> str:
