@@ -69,7 +69,7 @@ def test_first_run_executes_every_stage(first_run: tuple[Path, dict[str, float],
     losses = [
         float(row.split(",")[1]) for row in (project / "results/warmup_kd/plots/train_loss.csv").read_text().split()[1:]
     ]
-    assert len(losses) >= 2 and losses[-1] < losses[0], losses  # KD loss falls on the smoke corpus
+    assert len(losses) >= 6 and sum(losses[-2:]) < sum(losses[:2]), losses  # KD loss falls on the smoke corpus
     summary = json.loads((project / "results/eval_summary/summary.json").read_text())
     assert set(summary["teacher"]) == set(summary["student"]) == {"sst2", "mrpc", "squad_v1"}
     metrics = run_cli(["dvc", "metrics", "show", "--json"], project)
