@@ -98,7 +98,14 @@ def explain(target: str, depth: int = 20) -> str:
         try:
             lines, upstream = _describe(client, current, level)
         except MlflowException:
-            raise EffbertError(f"MLflow run {current} not found in {client.tracking_uri}") from None
+            if current == run_id:
+                raise EffbertError(f"MLflow run {current} not found in {client.tracking_uri}") from None
+            # an upstream output restored from DVC's cache can name a run of another MLflow store: say so, go on
+            lines = [
+                f"{'  ' * level}[?] run {current}: not in {client.tracking_uri} (an output restored from DVC's "
+                "cache, produced with another MLflow store?)"
+            ]
+            upstream = []
         out += lines
         frontier = [(u, level + 1) for u in upstream] + frontier
     return "\n".join(out)
