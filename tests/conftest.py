@@ -75,3 +75,17 @@ def require_shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"{SHARED_DATA} is not present (tests read the real data files there)")
     return SHARED_DATA
+
+
+@pytest.fixture
+def single_torch_thread() -> Iterator[None]:
+    """Run torch single-threaded inside the test: tiny models gain nothing from threads, and on a busy machine
+    oversubscribed intra-op threads make them 10-20x slower. The previous thread count is restored."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
