@@ -158,15 +158,132 @@ def warmup_kd_cmd(corpus_dir: str, model_out: str, report_out: str, params_file:
         run.log_artifact(report_tmp)
 
 
-@main.command("final-distill-general")
+def _search_stage_command(number: int) -> None:
+    """Register ``effbert search-stage<number>`` (the three stages share options and code)."""
+    titles = {
+        1: "Search stage 1 (coarse): MLP expression and size per layer, inside the parameter window.",
+        2: "Search stage 2 (fine): MLP expressions only, sizes frozen to the stage-1 winner.",
+        3: "Search stage 3: sizes only, weight-sharing supernet, candidates scored without training.",
+    }
+
+    @click.option("--supernet", "supernet_dir", required=True, type=click.Path(exists=True, file_okay=False))
+    @click.option("--corpus", "corpus_dir", required=True, type=click.Path(exists=True, file_okay=False))
+    @click.option(
+        "--data",
+        "data_root",
+        required=True,
+        type=click.Path(exists=True, file_okay=False),
+        help="The prepare_data root (one folder per task).",
+    )
+    @click.option(
+        "--teachers",
+        "teacher_root",
+        required=True,
+        type=click.Path(exists=True, file_okay=False),
+        help="The fine-tuned teachers' root (one folder per task).",
+    )
+    @click.option(
+        "--previous",
+        "previous_dir",
+        type=click.Path(exists=True, file_okay=False),
+        default=None,
+        help="The previous search stage's output (stages 2 and 3).",
+    )
+    @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Output directory.")
+    @_params_option
+    def command(
+        supernet_dir: str,
+        corpus_dir: str,
+        data_root: str,
+        teacher_root: str,
+        previous_dir: str | None,
+        out: str,
+        params_file: str,
+    ) -> None:
+        from effbert.stages import search
+
+        if (number > 1) != (previous_dir is not None):
+            raise click.UsageError("--previous is required by stages 2 and 3 and not accepted by stage 1")
+        p = _load_params(params_file)
+        name = f"search_stage{number}"
+        sections = search.stage_sections(p, number)
+        inputs = search.StageInputs(
+            Path(supernet_dir),
+            Path(corpus_dir),
+            Path(data_root),
+            Path(teacher_root),
+            Path(previous_dir) if previous_dir else None,
+        )
+        with _stage(name, name, p, sections, [Path(out)], {"effbert.search.stage": str(number)}) as (run, (tmp,)):
+            run.consume(inputs.supernet_dir, "supernet", context="model")
+            run.consume(inputs.corpus_dir, "corpus/prepared")
+            for task in search.stage_tasks(p, number):
+                run.consume(inputs.data_root / task, f"{task}/prepared")
+                run.consume(inputs.teacher_root / task, f"{task}/teacher", context="teacher")
+            if inputs.previous_dir is not None:
+                run.consume(inputs.previous_dir, f"search_stage{number - 1}", context="architecture")
+            search.run_stage(number, p, inputs, tmp, run)
+            run.log_artifact(tmp / "hall_of_fame.csv")
+
+    command.__doc__ = titles[number]
+    main.command(f"search-stage{number}")(command)
+
+
+for _number in (1, 2, 3):
+    _search_stage_command(_number)
+
+
+@main.command("search-quality")
+@click.option(
+    "--search",
+    "search_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="A search stage's output (its hall_of_fame.csv).",
+)
 @click.option("--supernet", "supernet_dir", required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--arch", "arch_file", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--corpus", "corpus_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--data", "data_root", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--teachers", "teacher_root", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@_params_option
+def search_quality_cmd(
+    search_dir: str, supernet_dir: str, corpus_dir: str, data_root: str, teacher_root: str, out: str, params_file: str
+) -> None:
+    """Kendall's tau between proxy fitness (with and without weight inheritance) and final dev score."""
+    from effbert.stages import search, search_quality
+
+    p = _load_params(params_file)
+    search_quality.check_inputs(Path(search_dir))
+    keys = ("seed", "student", "search.proxy", "search.proxy_task", "search.quality_candidates", "final_distill")
+    sections = {k: v for k, v in search.stage_sections(p, 1).items() if k in keys}
+    sections["search.quality_candidates"] = p.search.quality_candidates
+    sections["final_distill"] = p.final_distill.model_dump()
+    inputs = search.StageInputs(Path(supernet_dir), Path(corpus_dir), Path(data_root), Path(teacher_root))
+    with _stage("search_quality", "search_quality", p, sections, [Path(out)], {}) as (run, (tmp,)):
+        run.consume(Path(search_dir), "search/hall_of_fame", context="search")
+        run.consume(inputs.supernet_dir, "supernet", context="model")
+        task = p.search.proxy_task
+        run.consume(inputs.data_root / task, f"{task}/prepared")
+        run.consume(inputs.teacher_root / task, f"{task}/teacher", context="teacher")
+        search_quality.run(p, Path(search_dir), inputs, tmp, run)
+        run.log_artifact(tmp)
+
+
+@main.command("final-distill-general")
+@click.option("--supernet", "supernet_dir", required=True, type=click.Path(exists=True))
+@click.option(
+    "--arch",
+    "arch",
+    required=True,
+    help="A search stage's output folder (its architecture.json), an architecture JSON file or a shipped name.",
+)
 @click.option("--corpus", "corpus_dir", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--model-out", required=True, type=click.Path(file_okay=False), help="Student directory to write.")
 @click.option("--report-out", required=True, type=click.Path(file_okay=False), help="Metrics/history directory.")
 @_params_option
 def final_distill_general_cmd(
-    supernet_dir: str, arch_file: str, corpus_dir: str, model_out: str, report_out: str, params_file: str
+    supernet_dir: str, arch: str, corpus_dir: str, model_out: str, report_out: str, params_file: str
 ) -> None:
     """Slice an architecture out of the warm-up supernet and distil it on the corpus (task-agnostic)."""
     from effbert.stages import final_distill
@@ -175,19 +292,30 @@ def final_distill_general_cmd(
     sections = {
         "seed": p.seed,
         "student": p.student.model_dump(),
-        "final_distill": {
-            "architecture": p.final_distill.architecture,
-            "general": p.final_distill.general.model_dump(),
-        },
+        "final_distill": {"architecture": arch, "general": p.final_distill.general.model_dump()},
         "teacher_model": p.finetune_teacher.model,
     }
     outs = [Path(model_out), Path(report_out)]
     with _stage("final_distill_general", "final_distill_general", p, sections, outs, {}) as (run, (model_tmp, rep)):
         run.consume(Path(supernet_dir), "supernet", context="model")
         run.consume(Path(corpus_dir), "corpus/prepared")
-        run.log_dataset("architecture", Path(arch_file), "architecture")
-        final_distill.run_general(p, Path(supernet_dir), Path(arch_file), Path(corpus_dir), model_tmp, rep, run)
+        arch_path = final_distill.architecture_source(arch)
+        if Path(arch).is_dir():
+            run.consume(Path(arch), "search/winner", context="architecture")
+            winner = Path(arch) / "winner.json"
+            if winner.is_file():
+                run.set_tags({f"effbert.search.winner_{k}": str(v)[:4000] for k, v in _read_json(winner).items()})
+        elif arch_path is not None:
+            run.log_dataset("architecture", arch_path, "architecture")
+        final_distill.run_general(p, Path(supernet_dir), arch, Path(corpus_dir), model_tmp, rep, run)
         run.log_artifact(rep)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    import json
+
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
 
 
 @main.command("final-distill")
@@ -307,14 +435,33 @@ def eval_summary_cmd(eval_dir: str, out: str, params_file: str) -> None:
 @click.option("--cores", type=int, default=None, help="Parallel jobs (snakemake); default: all cores.")
 @click.option("--profile", default=None, help="Snakemake workflow profile directory (e.g. workflow/profiles/slurm).")
 @click.option("--dry-run", is_flag=True, help="Validate and show what would run, run nothing.")
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    metavar="STAGE",
+    help="Run only this stage and what it needs (repeatable); optional stages such as search_quality run only so.",
+)
 def run_cmd(
-    params_file: str, overrides: tuple[str, ...], engine: str, cores: int | None, profile: str | None, dry_run: bool
+    params_file: str,
+    overrides: tuple[str, ...],
+    engine: str,
+    cores: int | None,
+    profile: str | None,
+    dry_run: bool,
+    targets: tuple[str, ...],
 ) -> None:
     """Validate the merged params, write them to params.yaml and run the DAG (DVC or Snakemake)."""
     from effbert import pipeline
 
     code = pipeline.run(
-        Path(params_file), list(overrides), engine=engine, cores=cores, profile=profile, dry_run=dry_run
+        Path(params_file),
+        list(overrides),
+        engine=engine,
+        cores=cores,
+        profile=profile,
+        dry_run=dry_run,
+        targets=list(targets),
     )
     sys.exit(code)
 

@@ -45,6 +45,17 @@ class StageSpec:
     deps: tuple[str, ...]
     outs: tuple[str, ...]
     params: dict[str, Any] = field(default_factory=dict)
+    dvcfile: str = "dvc.yaml"
+
+    @property
+    def optional(self) -> bool:
+        """Defined in an optional pipeline file (``workflow/optional/dvc.yaml``): run only when asked for."""
+        return self.dvcfile != "dvc.yaml"
+
+    @property
+    def address(self) -> str:
+        """The stage's DVC target (``name``, or ``file:name`` for an optional stage)."""
+        return f"{self.dvcfile}:{self.name}" if self.optional else self.name
 
     @property
     def rule(self) -> str:
@@ -64,7 +75,7 @@ def _lookup(params: dict[str, Any], dotted: str) -> Any:
 
 
 def load_stages(root: Path) -> list[StageSpec]:
-    """Every stage of ``root/dvc.yaml`` as DVC resolves it, in definition order."""
+    """Every stage of the project's pipeline files (``dvc.yaml``, then optional ones) as DVC resolves them."""
     import yaml
     from dvc.dependency.param import ParamsDependency
     from dvc.repo import Repo
@@ -92,6 +103,7 @@ def load_stages(root: Path) -> list[StageSpec]:
                     deps=tuple(deps),
                     outs=tuple(str(out.def_path) for out in stage.outs),
                     params=params,
+                    dvcfile=Path(stage.path).resolve().relative_to(root.resolve()).as_posix(),
                 )
             )
     return specs

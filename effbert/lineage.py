@@ -49,6 +49,9 @@ def _describe(client: Any, run_id: str, level: int) -> tuple[list[str], list[str
     ]
     if tags.get("mlflow.parentRunId"):
         lines.append(f"{pad}  pipeline run: {tags['mlflow.parentRunId']}")
+    for key in sorted(k for k in tags if k.startswith("effbert.search.")):
+        # search stages name their winning candidate (a nested run) and the warm-up checkpoint it inherited
+        lines.append(f"{pad}  {key.removeprefix('effbert.')}: {tags[key]}")
     for ds_input in run.inputs.dataset_inputs:
         ds = ds_input.dataset
         context = next((t.value for t in ds_input.tags if t.key == "mlflow.data.context"), "")

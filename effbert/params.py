@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from effbert.data.tasks import TASKS
+from effbert.data.tasks import TASKS, get_task
 from effbert.errors import ParamsError
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -191,11 +191,116 @@ class TaskKDParams(_DistillCommon):
 
 
 class FinalDistillParams(_Section):
-    """``final_distill``: the architecture to distil, then general KD (corpus) and task KD (per task)."""
+    """``final_distill``: general KD (corpus) of the search winner, then task KD (per task)."""
 
-    architecture: str = "effbert/architectures/efficientbert.json"  # JSON file; resized to the student frame
     general: GeneralKDParams = GeneralKDParams()
     task: TaskKDParams = TaskKDParams()
+
+
+class LanasParams(_Section):
+    """``search.lanas``: the learned action space (LaNAS-style tree of binary classifiers)."""
+
+    n_init: PositiveInt = 80  # random samples before the first tree
+    refit_every: PositiveInt = 10  # refit the tree every N new evaluations
+    tree_height: PositiveInt | None = None  # null = the paper's rule (1 up to 400 samples, 2 up to 800, ...)
+
+
+class EvolutionParams(_Section):
+    """``search.evolution``: regularised evolution (the oldest member dies)."""
+
+    population_size: Annotated[int, Field(ge=2)] = 20
+    tournament_size: PositiveInt = 5
+
+
+class LatencyParams(_Section):
+    """``search.latency``: the shape and protocol of the per-candidate latency (the `effbert bench` function)."""
+
+    batch_size: PositiveInt = 1
+    seq_len: Annotated[int, Field(ge=8, le=512)] = 128
+    threads: PositiveInt = 1
+    runs: Annotated[int, Field(ge=20)] = 20
+    warmup: NonNegInt = 3
+
+
+class ProxyParams(_Section):
+    """``search.proxy``: how stages 1 and 2 train and score one candidate (paper: 1 epoch over 2 % of the corpus at
+    1e-4, then 3 epochs over 10 % of MNLI train at 4e-4, fitness on the last 1 % of MNLI train)."""
+
+    corpus_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 0.02  # general KD on the first share of the corpus
+    general_learning_rate: PositiveFloat = 1e-4
+    general_epochs: PositiveFloat = 1.0
+    task_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1  # task KD on the first share of the train split
+    task_learning_rate: PositiveFloat = 4e-4
+    task_epochs: PositiveFloat = 3.0
+    batch_size: PositiveInt = 64
+    eval_batch_size: PositiveInt = 256
+    heldout_examples: PositiveInt | None = None  # fitness on the first N held-out rows; null = all of them
+    prediction_weight: Annotated[float, Field(ge=0.0)] = 1.0
+    warmup_ratio: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+    weight_decay: Annotated[float, Field(ge=0.0)] = 0.01
+    max_grad_norm: PositiveFloat = 1.0
+
+
+class StageBudget(_Section):
+    """A search stage's budget: stop at ``candidates`` evaluations or ``max_minutes`` of wall time."""
+
+    candidates: PositiveInt = 200
+    max_minutes: PositiveFloat | None = None  # null = no time limit (a time limit makes the result machine-dependent)
+
+
+class WeightSharingKD(_Section):
+    """One weight-sharing KD phase of stage 3 (a random sub-architecture per step)."""
+
+    learning_rate: PositiveFloat = 1e-4
+    epochs: PositiveFloat = 10.0
+    batch_size: PositiveInt = 64
+    data_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0  # share of the corpus / of each train split
+    warmup_ratio: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+    weight_decay: Annotated[float, Field(ge=0.0)] = 0.01
+    max_grad_norm: PositiveFloat = 1.0
+    save_steps: PositiveInt = 500  # checkpoint (resume point) every N steps
+
+
+class Stage3Params(StageBudget):
+    """``search.stage3``: weight-sharing general KD, multi-task task KD, then candidates scored without training."""
+
+    candidates: PositiveInt = 500
+    general: WeightSharingKD = WeightSharingKD()
+    multitask: WeightSharingKD = WeightSharingKD(learning_rate=4e-4, data_fraction=0.9)
+    heldout_examples: PositiveInt | None = None  # fitness on the first N held-out rows; null = all of them
+
+
+class SearchParams(_Section):
+    """``search``: the progressive coarse-to-fine MLP search (stages ``search_stage1..3``, ``search_quality``)."""
+
+    strategy: Literal["lanas", "evolution", "random"] = "lanas"
+    proxy_task: str = "sst2"  # fitness task, one of `tasks` (the paper: mnli; see params/paper.yaml)
+    inherit_weights: bool = True  # candidates start from the warm-up supernet's slices (false: random init)
+    param_window: tuple[PositiveFloat, PositiveFloat] = (15.0e6, 16.0e6)  # the paper's window, scaled to `student`
+    max_latency_ms: PositiveFloat | None = None  # optional latency budget per candidate, measured on this machine
+    latency: LatencyParams = LatencyParams()
+    workers: PositiveInt = 1  # candidate evaluations in parallel processes
+    lanas: LanasParams = LanasParams()
+    evolution: EvolutionParams = EvolutionParams()
+    proxy: ProxyParams = ProxyParams()
+    stage1: StageBudget = StageBudget()
+    stage2: StageBudget = StageBudget()
+    stage3: Stage3Params = Stage3Params()
+    quality_candidates: Annotated[int, Field(ge=3)] = 8  # search_quality: candidates taken from the hall of fame
+
+    @field_validator("proxy_task")
+    @classmethod
+    def _known_task(cls, value: str) -> str:
+        if value not in TASKS:
+            raise ValueError(f"unknown task {value!r} (known: {' '.join(TASKS)})")
+        return value
+
+    @field_validator("param_window")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if value[0] >= value[1]:
+            raise ValueError(f"must be [low, high] with low < high, got {list(value)}")
+        return value
 
 
 class EvaluateParams(_Section):
@@ -223,6 +328,7 @@ class Params(_Section):
     finetune_teacher: FinetuneTeacherParams = FinetuneTeacherParams()
     student: StudentParams = StudentParams()
     warmup_kd: WarmupKDParams = WarmupKDParams()
+    search: SearchParams = SearchParams()
     final_distill: FinalDistillParams = FinalDistillParams()
     evaluate: EvaluateParams = EvaluateParams()
     tracking: TrackingParams = TrackingParams()
@@ -237,17 +343,28 @@ class Params(_Section):
             raise ValueError("tasks must not repeat")
         return value
 
+    @model_validator(mode="after")
+    def _proxy_in_tasks(self) -> Params:
+        if self.search.proxy_task not in self.tasks:
+            raise ValueError(
+                f"search.proxy_task={self.search.proxy_task!r} must be one of tasks {self.tasks} (its data and "
+                "fine-tuned teacher come from those stages)"
+            )
+        if get_task(self.search.proxy_task).kind == "span":
+            raise ValueError(f"search.proxy_task={self.search.proxy_task!r}: use a classification task")
+        return self
+
 
 def _format_error(path: Path | str, err: ValidationError) -> str:
     first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "<root>"
+    key = ".".join(str(p) for p in first["loc"])  # empty for a cross-section rule, whose message names its keys
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
     value = first.get("input")
     shown = "" if first["type"] in ("extra_forbidden", "missing") or isinstance(value, dict) else f" (got {value!r})"
     more = f" [and {len(err.errors()) - 1} more]" if len(err.errors()) > 1 else ""
-    return f"{path}: {key}: {msg}{shown}{more}"
+    return f"{path}: {key + ': ' if key else ''}{msg}{shown}{more}"
 
 
 def read_yaml(path: Path | str) -> dict[str, Any]:

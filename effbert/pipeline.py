@@ -54,6 +54,29 @@ def write_params(root: Path, params_file: Path, overrides: list[str]) -> params_
     return validated
 
 
+def resolve_targets(root: Path, names: list[str]) -> tuple[list[str], list[str]]:
+    """DVC targets and Snakemake output targets of the named stages (a family name selects all its instances).
+
+    Raises:
+        EffbertError: an unknown stage name.
+    """
+    if not names:
+        return [], []
+    from effbert import dag
+
+    stages = dag.load_stages(root)
+    dvc_targets: list[str] = []
+    outputs: list[str] = []
+    for name in names:
+        chosen = [s for s in stages if name in (s.name, s.family)]
+        if not chosen:
+            known = sorted({s.family for s in stages})
+            raise EffbertError(f"--target {name}: no such stage (known: {' '.join(known)})")
+        dvc_targets += [s.address for s in chosen]
+        outputs += [out for s in chosen for out in s.outs]
+    return dvc_targets, outputs
+
+
 def materialise_hub_sources(root: Path, p: params_mod.Params, out: str = "data/hub") -> params_mod.Params:
     """For every data source set to null, fetch it from the datasets hub into ``out`` in the official layout.
 
@@ -98,8 +121,9 @@ def run(
     profile: str | None = None,
     dry_run: bool = False,
     root: Path | None = None,
+    targets: list[str] | None = None,
 ) -> int:
-    """Run the whole DAG; returns the engine's exit code."""
+    """Run the whole DAG (or only ``targets`` and what they need); returns the engine's exit code."""
     root = (root or Path.cwd()).resolve()
     if not (root / "dvc.yaml").is_file():
         raise EffbertError(f"{root}: no dvc.yaml here; run effbert from the project root")
@@ -107,12 +131,14 @@ def run(
         raise EffbertError(f"{root}: not a DVC repository (run `dvc init`, or `dvc init --no-scm` outside git)")
     p = write_params(root, params_file, overrides)
     env = _environment(root)
+    dvc_targets, snakemake_targets = resolve_targets(root, targets or [])
     if engine == "dvc":
-        cmd = [_tool("dvc"), "repro"] + (["--dry"] if dry_run else [])
+        cmd = [_tool("dvc"), "repro"] + (["--dry"] if dry_run else []) + dvc_targets
     else:
         cmd = [_tool("snakemake"), "--cores", str(cores) if cores else "all", "--snakefile", str(root / "Snakefile")]
         cmd += ["--workflow-profile", profile] if profile else []
         cmd += ["--dry-run"] if dry_run else []
+        cmd += snakemake_targets
     if dry_run:
         return subprocess.run(cmd, cwd=root, env=env, check=False).returncode
     started = time.perf_counter()

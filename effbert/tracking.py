@@ -178,6 +178,33 @@ class StageRun:
             self._mlflow.set_tag(TAG_UPSTREAM, ",".join(self.upstream))
         return lineage
 
+    def child_run(
+        self,
+        name: str,
+        params: Mapping[str, Any],
+        metrics: Mapping[str, float],
+        tags: Mapping[str, str] | None = None,
+    ) -> str:
+        """Record a finished unit of work (a search candidate) as a nested run under this stage's run.
+
+        Returns:
+            the child run's id.
+        """
+        from mlflow.entities import Metric, Param
+
+        client = self._mlflow.MlflowClient()
+        parent = client.get_run(self.run_id)
+        all_tags = {"mlflow.parentRunId": self.run_id, "mlflow.runName": name, "effbert.stage": self.stage}
+        child = client.create_run(parent.info.experiment_id, tags={**all_tags, **(tags or {})}, run_name=name)
+        now = int(time.time() * 1000)
+        client.log_batch(
+            child.info.run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if isinstance(v, int | float)],
+            params=[Param(k, str(v)[:6000]) for k, v in params.items()],
+        )
+        client.set_terminated(child.info.run_id)
+        return str(child.info.run_id)
+
     def write_lineage(self, directory: Path, extra: Mapping[str, Any] | None = None) -> None:
         """Write ``lineage.json`` (this run, the upstream runs, the directory's digest) into ``directory``."""
         record = {

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from effbert import dag
 from tests.conftest import ROOT, run_cli
 
@@ -16,8 +18,8 @@ def _dvc_edges(project: Path) -> set[tuple[str, str]]:
     return {(a, b) for a, b in pairs}
 
 
-def _snakemake_rulegraph(project: Path) -> tuple[set[str], set[tuple[str, str]]]:
-    result = run_cli(["snakemake", "--rulegraph", "--cores", "1"], project)
+def _snakemake_rulegraph(project: Path, *targets: str) -> tuple[set[str], set[tuple[str, str]]]:
+    result = run_cli(["snakemake", "--rulegraph", "--cores", "1", *targets], project)
     assert result.returncode == 0, result.stderr
     labels = dict(re.findall(r"(\d+)\[label = \"([^\"]+)\"", result.stdout))
     edges = {(labels[a], labels[b]) for a, b in re.findall(r"\b(\d+) -> (\d+)", result.stdout)}
@@ -25,14 +27,27 @@ def _snakemake_rulegraph(project: Path) -> tuple[set[str], set[tuple[str, str]]]
 
 
 def test_snakefile_rules_equal_dvc_stages(project: Path) -> None:
-    stages = dag.load_stages(project)
+    every = dag.load_stages(project)
+    stages = [s for s in every if not s.optional]
     names = {s.name for s in stages}
     assert {"prepare_data@sst2", "finetune_teacher@squad_v1", "evaluate@teacher-mrpc", "eval_summary"} <= names
+    assert {"search_stage1", "search_stage2", "search_stage3"} <= names
     rules, rule_edges = _snakemake_rulegraph(project)
-    by_rule = {s.rule: s.name for s in stages}
-    assert rules - {"all"} == set(by_rule)
+    by_rule = {s.rule: s.name for s in every}
+    assert rules - {"all"} == {s.rule for s in stages}  # the default target leaves optional stages out
     snake = {(by_rule[a], by_rule[b]) for a, b in rule_edges if a != "all" and b != "all"}
-    assert snake == _dvc_edges(project) == dag.edges(stages)
+    dvc_edges = {(a, b) for a, b in _dvc_edges(project) if a in names and b in names}
+    assert snake == dvc_edges == dag.edges(stages)
+    assert ("search_stage3", "final_distill_general") in snake  # the search winner feeds final distillation
+    # an optional stage is still one DAG: asked for by its output, Snakemake plans it after the stages it reads
+    optional = [s for s in every if s.optional]
+    assert [s.name for s in optional] == ["search_quality"]
+    rules, rule_edges = _snakemake_rulegraph(project, "results/search_quality")
+    planned = {by_rule[r] for r in rules}
+    assert {"search_quality", "search_stage1", "warmup_kd", "finetune_teacher@sst2"} <= planned
+    assert "final_distill_general" not in planned
+    snake = {(by_rule[a], by_rule[b]) for a, b in rule_edges}
+    assert snake == {(a, b) for a, b in dag.edges(every) if a in planned and b in planned}
 
 
 def test_snakemake_dry_run_plans_every_stage(project: Path) -> None:
@@ -40,6 +55,8 @@ def test_snakemake_dry_run_plans_every_stage(project: Path) -> None:
     assert result.returncode == 0, result.stderr
     stages = dag.load_stages(project)
     for stage in stages:
+        if stage.optional:
+            continue  # not in the default target (see test_snakefile_rules_equal_dvc_stages)
         assert re.search(rf"^{stage.rule}\s+1$", result.stdout, re.M), stage.rule
 
 
@@ -64,7 +81,12 @@ def test_inputs_map_onto_producing_outputs() -> None:
     assert dag.edges([spec, producer]) == {("p", "x")}
 
 
-STAGE_MODULE = {"final_distill_general": "final_distill"}  # families that share a stage module
+STAGE_MODULE = {  # families that share a stage module
+    "final_distill_general": "final_distill",
+    "search_stage1": "search",
+    "search_stage2": "search",
+    "search_stage3": "search",
+}
 
 
 def test_every_stage_declares_its_code() -> None:
@@ -73,3 +95,16 @@ def test_every_stage_declares_its_code() -> None:
         assert family_module in stage.deps, f"{stage.name} does not list {family_module} in deps"
         assert all(dag.is_directory_out(out) for out in stage.outs)
         assert stage.cmd.startswith("effbert "), stage.name
+
+
+def test_run_targets_name_stages_or_families() -> None:
+    from effbert.errors import EffbertError
+    from effbert.pipeline import resolve_targets
+
+    dvc_targets, outputs = resolve_targets(ROOT, ["search_quality", "final_distill"])
+    assert dvc_targets[0] == "workflow/optional/dvc.yaml:search_quality"  # an optional stage by its file
+    assert dvc_targets[1:] == [f"final_distill@{t}" for t in ("sst2", "mrpc", "squad_v1")]  # a family: every task
+    assert outputs[0] == "results/search_quality" and "results/models/student/sst2" in outputs
+    assert resolve_targets(ROOT, []) == ([], [])
+    with pytest.raises(EffbertError, match="--target nope: no such stage"):
+        resolve_targets(ROOT, ["nope"])

@@ -41,6 +41,7 @@ def test_profiles_share_the_fixed_names() -> None:
         "squad_v2",
     }
     assert paper.finetune_teacher.for_task("qqp").eval_steps == 250
+    assert paper.search.proxy_task == "mnli" and paper.search.param_window == (15.0e6, 16.0e6)  # the paper's
 
 
 def _write(tmp_path: Path, mutate: dict) -> Path:
@@ -66,6 +67,11 @@ def _write(tmp_path: Path, mutate: dict) -> Path:
         ({"tasks": ["sst2", "sst3"]}, "tasks: Value error, unknown task 'sst3'"),
         ({"seed": -1}, "seed: Input should be greater than or equal to 0"),
         ({"finetune_teacher.task_overrides": {"nope": {}}}, "unknown task 'nope'"),
+        ({"search.proxy_task": "cola"}, "search.proxy_task='cola' must be one of tasks"),
+        ({"search.proxy_task": "squad_v1"}, "search.proxy_task='squad_v1': use a classification task"),
+        ({"search.strategy": "bayes"}, "search.strategy: Input should be 'lanas', 'evolution' or 'random'"),
+        ({"search.param_window": [16.0e6, 15.0e6]}, "search.param_window: Value error, must be [low, high]"),
+        ({"search.latency.runs": 5}, "search.latency.runs: Input should be greater than or equal to 20"),
     ],
 )
 def test_invalid_values_name_file_and_key(tmp_path: Path, mutate: dict, expected: str) -> None:
@@ -86,7 +92,8 @@ def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
 
 def test_overrides_parse_yaml_values() -> None:
     raw = params.read_yaml(ROOT / "params" / "smoke.yaml")
-    merged = params.apply_overrides(raw, ["finetune_teacher.learning_rate=1e-4", "tasks=[rte]", "data.corpus=null"])
+    overrides = ["finetune_teacher.learning_rate=1e-4", "tasks=[rte]", "search.proxy_task=rte", "data.corpus=null"]
+    merged = params.apply_overrides(raw, overrides)
     p = params.validate(merged)
     assert p.finetune_teacher.learning_rate == pytest.approx(1e-4)
     assert p.tasks == ["rte"] and p.data.corpus is None

@@ -1,9 +1,10 @@
 """End to end: the smoke profile through `effbert run` in a fresh git repository.
 
-The first run (Snakemake, two stages at a time) executes every stage: teacher, warm-up KD, final distillation and
-the evaluation of both. A second run (DVC) executes none, so DVC agrees with what Snakemake produced; changing a
-teacher parameter re-runs only the teacher stages and their descendants. Lineage explains a metric back to the raw
-data, for the student through final distillation, warm-up KD and the teacher.
+The first run (Snakemake, two stages at a time) executes every stage: teacher, warm-up KD, the three search stages,
+final distillation of the stage-3 winner and the evaluation of both models. A second run (DVC) executes none, so DVC
+agrees with what Snakemake produced; raising the stage-3 search budget re-runs only that stage (continuing from its
+saved candidates) and its descendants. Lineage explains a metric back to the raw data, for the student through final
+distillation, the search stages (naming the winning candidate), warm-up KD and the teacher.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from effbert import dag
@@ -45,7 +47,7 @@ def first_run(smoke_project: Path) -> tuple[Path, dict[str, float], float]:
 
 def test_first_run_executes_every_stage(first_run: tuple[Path, dict[str, float], float]) -> None:
     project, ran, wall = first_run
-    assert set(ran) == {s.name for s in dag.load_stages(project)}
+    assert set(ran) == {s.name for s in dag.load_stages(project) if not s.optional}
     print(f"smoke DAG: {len(ran)} stages in {wall:.0f} s")
     for task in ("sst2", "mrpc", "squad_v1"):
         record = json.loads((project / f"results/eval/teacher/{task}/metrics.json").read_text())
@@ -74,6 +76,22 @@ def test_first_run_executes_every_stage(first_run: tuple[Path, dict[str, float],
         float(row.split(",")[1]) for row in (project / "results/warmup_kd/plots/train_loss.csv").read_text().split()[1:]
     ]
     assert len(losses) >= 6 and sum(losses[-2:]) < sum(losses[:2]), losses  # KD loss falls on the smoke corpus
+    for number, count in ((1, 3), (2, 3), (3, 4)):  # the smoke budgets
+        out = project / f"results/search_stage{number}"
+        table = (out / "hall_of_fame.csv").read_text().splitlines()
+        assert table[0].startswith("rank,index,architecture,fingerprint,origin,status,fitness,params,latency_ms")
+        assert len(table) == 1 + count
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["candidates"] == count and 0.0 <= metrics["best_fitness"] <= 1.0
+        assert metrics["best_fitness"] >= metrics["vanilla_fitness"] or number == 3
+        assert (out / "search.png").is_file() and (out / "plots/best_so_far.csv").is_file()
+        winner = json.loads((out / "winner.json").read_text())
+        assert winner["candidate_run_id"] and "sha256" in winner["inherited_checkpoint"]
+    # the stage-3 winner is what final distillation distilled (no hand-copied architecture anywhere)
+    searched = json.loads((project / "results/search_stage3/architecture.json").read_text())
+    distilled = json.loads((project / "results/models/student_general/architecture.json").read_text())
+    assert [layer["expr"] for layer in distilled["layers"]] == [layer["expr"] for layer in searched["layers"]]
+    assert [layer["width"] for layer in distilled["layers"]] == [layer["width"] for layer in searched["layers"]]
     summary = json.loads((project / "results/eval_summary/summary.json").read_text())
     assert set(summary["teacher"]) == set(summary["student"]) == {"sst2", "mrpc", "squad_v1"}
     metrics = run_cli(["dvc", "metrics", "show", "--json"], project)
@@ -85,7 +103,7 @@ def test_second_run_executes_no_stage(first_run: tuple[Path, dict[str, float], f
     result = run_cli(["effbert", "run", "--params", "params/smoke.yaml"], project)
     assert result.returncode == 0, result.stderr[-3000:]
     assert stages_run(result.stdout) == {}
-    status = run_cli(["dvc", "status", "--json"], project)
+    status = run_cli(["dvc", "status", "dvc.yaml", "--json"], project)  # the optional search_quality not asked for
     assert json.loads(status.stdout) == {}
 
 
@@ -109,6 +127,11 @@ def test_lineage_explains_a_metric(first_run: tuple[Path, dict[str, float], floa
         "evaluate@student-sst2",
         "final_distill@sst2",
         "final_distill_general",
+        "search_stage3",
+        "search_stage2",
+        "search_stage1",
+        "search.winner_run_id",
+        "search.inherited_checkpoint",
         "warmup_kd",
         "prepare_corpus",
         "finetune_teacher@sst2",
@@ -120,19 +143,22 @@ def test_lineage_explains_a_metric(first_run: tuple[Path, dict[str, float], floa
     assert missing.returncode == 2 and "not found" in missing.stderr
 
 
-def test_teacher_param_change_reruns_only_descendants(first_run: tuple[Path, dict[str, float], float]) -> None:
+def test_search_budget_change_reruns_only_descendants(first_run: tuple[Path, dict[str, float], float]) -> None:
     project, _, _ = first_run
+    columns = ["index", "architecture", "fingerprint", "origin", "status", "fitness"]
+    before = pd.read_csv(project / "results/search_stage3/hall_of_fame.csv")[columns].set_index("index")
     # Snakemake again (two stages at a time): its rerun triggers must pick exactly DVC's set of stages
-    change = ["--set", "finetune_teacher.learning_rate=1.0e-04", "--engine", "snakemake", "--cores", "2"]
+    change = ["--set", "search.stage3.candidates=5", "--engine", "snakemake", "--cores", "2"]
     result = run_cli(["effbert", "run", "--params", "params/smoke.yaml", *change], project)
     assert result.returncode == 0, result.stderr[-3000:]
     ran = set(stages_run(result.stdout))
-    expected = {f"finetune_teacher@{t}" for t in ("sst2", "mrpc", "squad_v1")}
-    expected |= {f"evaluate@teacher-{t}" for t in ("sst2", "mrpc", "squad_v1")} | {"eval_summary"}
-    # the task KD of the student reads the fine-tuned teachers; warm-up and general KD read the pre-trained one
+    expected = {"search_stage3", "final_distill_general", "eval_summary"}
     expected |= {f"final_distill@{t}" for t in ("sst2", "mrpc", "squad_v1")}
     expected |= {f"evaluate@student-{t}" for t in ("sst2", "mrpc", "squad_v1")}
     assert ran == expected
-    assert "learning_rate: 0.0001" in (project / "params.yaml").read_text()
-    status = run_cli(["dvc", "status", "--json"], project)  # and DVC agrees that everything is up to date
+    assert "candidates: 5" in (project / "params.yaml").read_text()
+    # the larger budget continued the search: the first four candidates are the ones evaluated before
+    after = pd.read_csv(project / "results/search_stage3/hall_of_fame.csv")[columns].set_index("index")
+    assert len(after) == 5 and after.loc[before.index].sort_index().equals(before.sort_index())
+    status = run_cli(["dvc", "status", "dvc.yaml", "--json"], project)  # DVC agrees that all is up to date
     assert json.loads(status.stdout) == {}, status.stdout

@@ -48,15 +48,15 @@ def test_smoke_dag_runs_as_slurm_jobs(project: Path, tmp_path: Path) -> None:
         )
         assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
         jobs = cluster.run("squeue", "--noheader", "--states=all", "--format=%j")
-    # prepare_data, prepare_corpus, finetune_teacher, warmup_kd, final_distill_general, final_distill,
-    # evaluate x {teacher, student}, eval_summary
-    assert "Stages run: 9" in result.stdout
+    # prepare_data, prepare_corpus, finetune_teacher, warmup_kd, search_stage1..3, final_distill_general,
+    # final_distill, evaluate x {teacher, student}, eval_summary
+    assert "Stages run: 12" in result.stdout
     assert jobs.returncode == 0
-    assert len(jobs.stdout.split()) >= 9, jobs.stdout  # every stage was an sbatch job (squeue keeps them 300 s)
+    assert len(jobs.stdout.split()) >= 12, jobs.stdout  # every stage was an sbatch job (squeue keeps them 300 s)
     record = json.loads((project / "results/eval/teacher/sst2/metrics.json").read_text())
     assert record["rows"]["dev"] == 48
     # dvc commit -f ran after Snakemake: DVC agrees that everything is up to date
-    status = run_cli(["dvc", "status", "--json"], project)
+    status = run_cli(["dvc", "status", "dvc.yaml", "--json"], project)
     assert json.loads(status.stdout) == {}, status.stdout
     lineage = json.loads((project / "results/eval/teacher/sst2/lineage.json").read_text())
     assert lineage["slurm_job_id"], "the stage records the SLURM job that produced it"

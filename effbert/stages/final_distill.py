@@ -1,10 +1,11 @@
 """Stages ``final_distill_general`` and ``final_distill@<task>``: distil the chosen architecture into a student.
 
-1. ``final_distill_general`` (task-agnostic, once): read the architecture file (``final_distill.architecture``; the
-   search stages will hand over their winner), resize it to the ``student`` frame, slice it out of the warm-up
-   supernet as a compact model (weights and the ``fit_dense`` projection inherited), and distil it from the
-   pre-trained teacher on the corpus (attention + hidden). This is step 6 of the reference; it is one stage rather
-   than a part of every task's stage so that all tasks share it (the same computation, run once, cached by DVC).
+1. ``final_distill_general`` (task-agnostic, once): read the architecture (in the DAG: the stage-3 search winner,
+   ``results/search_stage3/architecture.json``; by hand: any architecture file or shipped name), resize it to the
+   ``student`` frame, slice it out of the warm-up supernet as a compact model (weights and the ``fit_dense``
+   projection inherited), and distil it from the pre-trained teacher on the corpus (attention + hidden). This is
+   step 6 of the reference; it is one stage rather than a part of every task's stage so that all tasks share it
+   (the same computation, run once, cached by DVC).
 2. ``final_distill@<task>``: task KD of that student from the task's fine-tuned teacher (attention + hidden +
    prediction), evaluated on the held-out slice of train every ``eval_steps`` and ending with the best checkpoint
    (never the dev set, unlike the official code). The compact student is saved with ``save_pretrained`` and loads
@@ -13,6 +14,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -36,23 +39,33 @@ ARCHITECTURE_FILE = "architecture.json"
 """Written into every student directory: the exact architecture it runs (also in its config)."""
 
 
-def student_architecture(params: Params, path: Path) -> Architecture:
-    """The architecture file at ``path`` resized to the ``student`` frame (hidden size and depth).
+def architecture_source(arch: str) -> Path | None:
+    """The JSON file behind ``arch``: a search stage's folder (its ``architecture.json``) or a file; None for a
+    shipped name."""
+    path = Path(arch)
+    if path.is_dir():
+        return path / ARCHITECTURE_FILE
+    return path if path.is_file() else None
+
+
+def student_architecture(params: Params, arch: str) -> Architecture:
+    """The architecture ``arch`` (see :func:`architecture_source`) resized to the ``student`` frame.
 
     Raises:
         EffbertError: the file is missing or invalid, or a layer does not fit the frame.
     """
+    source_path = architecture_source(arch)
     try:
-        source = load_architecture(path)
+        source = load_architecture(source_path if source_path is not None else arch)
         return source.resized(params.student.hidden_size, params.student.num_layers)
     except ValueError as err:
-        raise EffbertError(f"final_distill.architecture: {err}") from None
+        raise EffbertError(f"--arch {arch}: {err}") from None
 
 
 def run_general(
     params: Params,
     supernet_dir: Path,
-    architecture_file: Path,
+    arch: str,
     corpus_dir: Path,
     model_out: Path,
     report_dir: Path,
@@ -66,7 +79,7 @@ def run_general(
     set_threads(hp.threads)
     teacher, tokenizer = distillation.pretrained_teacher(params, stage)
     distillation.check_frame(params.student, teacher.config)
-    architecture = student_architecture(params, architecture_file)
+    architecture = student_architecture(params, arch)
     supernet = EffBertModel.from_pretrained(str(supernet_dir))
     if supernet.config.hidden_size != params.student.hidden_size:
         raise EffbertError(
@@ -76,19 +89,18 @@ def run_general(
     try:
         student = materialize(supernet, architecture)
     except ValueError as err:
-        raise EffbertError(f"{architecture_file}: {err}") from None
+        raise EffbertError(f"--arch {arch}: {err}") from None
     del supernet
     loss = distillation.criterion(student.config.hidden_size, teacher.config, "agnostic", hp)
     distillation.load_projection(loss, supernet_dir)
     corpus: Any = datasets.load_from_disk(str(corpus_dir / "corpus"))
     checkpoints = distillation.kd_checkpoints(
         "final_distill_general",
-        "student",
+        "student-" + hashlib.sha256(json.dumps(architecture.to_dict(), sort_keys=True).encode()).hexdigest()[:12],
         params,
         ("seed", "student", "final_distill.general", "finetune_teacher.model"),
         supernet_dir,
         corpus_dir,
-        architecture_file,
     )
     log.info("general KD of %s: %s", architecture.name, _describe(architecture))
     log.info("student: %.2fM params (no pooler, no fit_dense)", param_count(student) / 1e6)
