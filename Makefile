@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export DVC_NO_ANALYTICS := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: demo test test-fast lint venv lock clean-results
+.PHONY: demo test test-slurm test-fast lint venv lock clean-results
 
 ## venv: create/update .venv from the pins (no-op when already current)
 venv: $(STAMP)
@@ -32,9 +32,14 @@ $(STAMP): requirements/lock.txt requirements/teacher.txt pyproject.toml
 demo: venv
 	$(BIN)/effbert run --params params.yaml
 
-## test: lint, type-check and run every test suite
+## test: lint, type-check and run every test suite but the SLURM one (under 15 minutes on 2 cores)
 test: venv lint
-	$(BIN)/python -m pytest tests -x -q
+	$(BIN)/python -m pytest tests -x -q -m "not slurm"
+	@echo "make test: the SLURM suite (marker slurm, about 4 minutes) runs with: make test-slurm (CI runs both)"
+
+## test-slurm: the smoke DAG as SLURM jobs on a real one-node cluster (installed from Debian packages)
+test-slurm: venv
+	$(BIN)/python -m pytest tests -x -q -m slurm
 
 ## test-fast: the same without the slow end-to-end suites
 test-fast: venv lint

@@ -153,10 +153,15 @@ def run(
         print(f"effbert: {' '.join(Path(c).name if i == 0 else c for i, c in enumerate(cmd))} (MLflow run {parent})")
         code = subprocess.run(cmd, cwd=root, env=env, check=False).returncode
         if code == 0 and engine == "snakemake":
-            code = subprocess.run([_tool("dvc"), "commit", "-f", "-q"], cwd=root, env=env, check=False).returncode
+            # record what Snakemake produced in dvc.lock: the main pipeline, or the targets and their ancestors
+            # (optional stages that were not asked for have no outputs to commit)
+            scope = ["--with-deps", *dvc_targets] if dvc_targets else ["dvc.yaml"]
+            cmd = [_tool("dvc"), "commit", "-f", "-q", *scope]
+            code = subprocess.run(cmd, cwd=root, env=env, check=False).returncode
         if code != 0:
             raise EffbertError(
-                f"the pipeline failed ({Path(cmd[0]).name} exit code {code}); see logs/ for the stage logs"
+                f"the pipeline failed ({' '.join([Path(cmd[0]).name, *cmd[1:3]])} exit code {code}); "
+                "see logs/ for the stage logs"
             )
     times = _stage_times(parent, p.tracking.tracking_uri, root)
     print(f"\nStages run: {len(times)} (wall time per stage)")

@@ -139,6 +139,16 @@ def test_lineage_explains_a_metric(first_run: tuple[Path, dict[str, float], floa
     ]
     for needle in chain:
         assert needle in student.stdout, needle
+    # every candidate of a search stage is a nested MLflow run of that stage's run; the winner is one of them
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    stage_run = json.loads((project / "results/search_stage1/lineage.json").read_text())["run_id"]
+    experiment = client.get_run(stage_run).info.experiment_id
+    children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{stage_run}'")
+    winner = json.loads((project / "results/search_stage1/winner.json").read_text())
+    assert len(children) == 3 and winner["candidate_run_id"] in {c.info.run_id for c in children}
+    assert all("fitness" in c.data.metrics and "architecture" in c.data.params for c in children)
     missing = run_cli(["effbert", "lineage", "no-such-run"], project)
     assert missing.returncode == 2 and "not found" in missing.stderr
 

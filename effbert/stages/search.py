@@ -233,19 +233,24 @@ def _init_worker(threads: int) -> None:
 
 
 class LatencyMeter:
-    """Latency of a candidate (compact model sliced from the supernet) with `effbert bench`'s protocol, cached by
-    architecture string in a JSON file next to the search state (measured once per architecture and machine)."""
+    """Latency of a candidate (compact model sliced from the supernet) with `effbert bench`'s protocol, cached in a
+    JSON file next to the search state by machine (CPU model, torch version, threads) and architecture string:
+    measured once per architecture on the machine that runs the search."""
 
     def __init__(self, supernet: Any, latency: Any, cache_file: Path) -> None:
+        from effbert.bench import machine_description
+
         self.supernet = supernet
         self.latency = latency
         self.cache_file = cache_file
+        machine = machine_description("cpu")
+        self.machine = f"{machine['cpu']}; torch {machine['torch']}; {latency.threads} threads"
         self.cache: dict[str, float] = (
             json.loads(cache_file.read_text(encoding="utf-8")) if cache_file.is_file() else {}
         )
 
     def __call__(self, arch: Architecture) -> float:
-        key = architecture_string(arch)
+        key = f"{self.machine} | {architecture_string(arch)}"
         if key not in self.cache:
             from effbert.bench import measure_latency
             from effbert.models.supernet import materialize
