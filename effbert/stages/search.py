@@ -190,10 +190,6 @@ def search_loop(
     return [records[i] for i in sorted(records)]
 
 
-def _batch(b: int, width: int) -> range:
-    return range(b * width, (b + 1) * width)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # evaluation back-ends
 
