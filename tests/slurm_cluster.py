@@ -235,8 +235,9 @@ def _slurm_conf(*, base: Path, host: str, cpus: int, memory_mb: int, ports: Sequ
         "SelectType": "select/cons_tres",
         "SelectTypeParameters": "CR_Core_Memory",
         "DefMemPerCPU": 1000,
-        # Keep the default: the plugin's squeue mode needs MinJobAge >= 3 x its first status-check delay.
-        "MinJobAge": 300,
+        # The plugin's squeue mode needs MinJobAge >= 3 x its first status-check delay; an hour also keeps every
+        # finished job listed until the suite counts them (the smoke DAG takes more than the default 300 s).
+        "MinJobAge": 3600,
         "ReturnToService": 2,
         "AccountingStorageType": "accounting_storage/none",
         "JobAcctGatherType": "jobacct_gather/none",
