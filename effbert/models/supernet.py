@@ -25,6 +25,7 @@ __all__ = [
     "active",
     "active_architecture",
     "attention_params",
+    "compact_config",
     "embedding_params",
     "materialize",
     "param_count",
@@ -151,6 +152,19 @@ def _leading_block(source: torch.Tensor, shape: torch.Size, key: str) -> torch.T
     return source[tuple(slice(0, n) for n in shape)].detach().clone().contiguous()
 
 
+def compact_config(config: EffBertConfig, architecture: Architecture) -> EffBertConfig:
+    """``config`` (a supernet's) running exactly ``architecture``: its ``ffn_*`` lists and no spare capacity."""
+    values = config.to_dict()
+    values.update(
+        ffn_exprs=architecture.exprs,
+        ffn_units=architecture.units,
+        ffn_widths=architecture.widths,
+        max_ffn_units=None,
+        max_ffn_width=None,
+    )
+    return EffBertConfig.from_dict(values)
+
+
 def materialize(supernet: ModelT, architecture: Architecture | None = None) -> ModelT:
     """Extract ``architecture`` from a supernet as a compact model of the same class with contiguous weights.
 
@@ -172,15 +186,7 @@ def materialize(supernet: ModelT, architecture: Architecture | None = None) -> M
     """
     architecture = active_architecture(supernet) if architecture is None else architecture
     _check_fits(supernet, architecture)
-    values = supernet.config.to_dict()
-    values.update(
-        ffn_exprs=architecture.exprs,
-        ffn_units=architecture.units,
-        ffn_widths=architecture.widths,
-        max_ffn_units=None,
-        max_ffn_width=None,
-    )
-    config = EffBertConfig.from_dict(values)
+    config = compact_config(supernet.config, architecture)
     config._attn_implementation = supernet.config._attn_implementation
     if isinstance(supernet, EffBertModel):
         compact: Any = EffBertModel(config, add_pooling_layer=supernet.pooler is not None)

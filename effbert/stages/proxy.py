@@ -107,27 +107,19 @@ def candidate_body(architecture: Any, supernet_dir: str, inherit: bool, seed: in
     """
     import torch
 
-    from effbert.models.configuration_effbert import EffBertConfig
     from effbert.models.modeling_effbert import EffBertModel
-    from effbert.models.supernet import materialize
+    from effbert.models.supernet import compact_config, materialize
+    from effbert.stages.distillation import FIT_DENSE_FILE
 
     supernet = _supernet(supernet_dir)
     if inherit:
         body = materialize(supernet, architecture)
         from safetensors.torch import load_file
 
-        projection = load_file(str(Path(supernet_dir) / "fit_dense.safetensors"))
+        projection = load_file(str(Path(supernet_dir) / FIT_DENSE_FILE))
         return body, projection
-    values = supernet.config.to_dict()
-    values.update(
-        ffn_exprs=architecture.exprs,
-        ffn_units=architecture.units,
-        ffn_widths=architecture.widths,
-        max_ffn_units=None,
-        max_ffn_width=None,
-    )
     torch.manual_seed(seed)
-    return EffBertModel(EffBertConfig.from_dict(values)), None
+    return EffBertModel(compact_config(supernet.config, architecture)), None
 
 
 def with_fresh_head(body: Any, spec: Any, seed: int) -> Any:

@@ -285,11 +285,10 @@ class _Frame:
         from transformers import AutoConfig
 
         from effbert.models.modeling_effbert import EffBertModel
-        from effbert.models.teacher import resolve_source
         from effbert.search.space import frame_params, scaled_param_window
 
         self.params = params
-        self.teacher_source = resolve_source(params.finetune_teacher.model, tracking.project_root())
+        self.teacher_source = _frame_teacher(params)
         teacher_hidden = int(AutoConfig.from_pretrained(self.teacher_source).hidden_size)
         self.supernet = EffBertModel.from_pretrained(str(inputs.supernet_dir)).eval()
         config = self.supernet.config
@@ -406,6 +405,7 @@ def _proxy_evaluate(params: Params, inputs: StageInputs, state_dir: Path, stack:
     task = params.search.proxy_task
     workers = params.search.workers
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+    teacher_source = _frame_teacher(params)
 
     def make_job(index: int, proposal: Proposal) -> ProxyJob:
         return ProxyJob(
@@ -416,7 +416,7 @@ def _proxy_evaluate(params: Params, inputs: StageInputs, state_dir: Path, stack:
             corpus_dir=str(inputs.corpus_dir.resolve()),
             data_dir=str((inputs.data_root / task).resolve()),
             task_teacher_dir=str((inputs.teacher_root / task).resolve()),
-            teacher_source=_frame_teacher(params),
+            teacher_source=teacher_source,
             task=task,
             proxy=params.search.proxy.model_dump(),
             seed=params.seed,
