@@ -42,6 +42,7 @@ __all__ = [
     "KDThroughputResult",
     "LatencyResult",
     "compare_latency",
+    "count_macs",
     "default_device",
     "format_report",
     "load_encoder",
@@ -189,6 +190,8 @@ class LatencyResult:
         threads: torch intra-op threads during the measurement.
         device: where the model ran (``cpu``, ``cuda:0``, ...).
         times_ms: every timed run, in the order measured.
+        machine: :func:`machine_description` of where it ran (CPU model, cores, threads, GPU name on CUDA),
+            recorded next to the figure.
     """
 
     median_ms: float
@@ -203,10 +206,19 @@ class LatencyResult:
     threads: int
     device: str
     times_ms: tuple[float, ...] = field(repr=False)
+    machine: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_times(
-        cls, times_ms: Sequence[float], *, warmup: int, batch_size: int, seq_len: int, threads: int, device: str
+        cls,
+        times_ms: Sequence[float],
+        *,
+        warmup: int,
+        batch_size: int,
+        seq_len: int,
+        threads: int,
+        device: str,
+        machine: Mapping[str, Any] | None = None,
     ) -> LatencyResult:
         """Summarise raw run times (ms) into a result."""
         if not times_ms:
@@ -225,6 +237,7 @@ class LatencyResult:
             threads=threads,
             device=device,
             times_ms=tuple(times_ms),
+            machine=dict(machine or {}),
         )
 
     @property
@@ -288,6 +301,7 @@ def compare_latency(
     per_round = math.ceil(runs / rounds)
     times: dict[str, list[float]] = {name: [] for name in names}
     with torch_threads(threads) as used_threads, torch.inference_mode():
+        machine = machine_description(target)  # inside torch_threads: records the thread count of the runs
         flags = {name: model.training for name, model in models.items()}
         try:
             for model in models.values():
@@ -311,6 +325,7 @@ def compare_latency(
             seq_len=seq_len,
             threads=used_threads,
             device=str(target),
+            machine=machine,
         )
         for name in names
     }
@@ -546,6 +561,40 @@ def model_params(model: nn.Module) -> int:
     if isinstance(model, EffBertPreTrainedModel):
         return param_count(model)
     return sum(p.numel() for name, p in model.named_parameters() if "pooler" not in name.split("."))
+
+
+def count_macs(model: nn.Module, seq_len: int, batch_size: int = 1) -> int:
+    """Multiply-accumulates of one forward pass at (``batch_size``, ``seq_len``), counted, not estimated.
+
+    The convention (stated wherever the figure is shown): matrix products only (linear layers, attention scores and
+    the attention-weighted sum, as ``torch.utils.flop_counter.FlopCounterMode`` counts them: mm, addmm, bmm, baddbmm
+    and scaled-dot-product attention), MACs = FLOPs / 2; embeddings lookups, LayerNorm, activations and softmax are
+    not counted. The model runs once on the protocol's fixed inputs (on its own device, eval mode); its training flag
+    is restored.
+
+    Args:
+        model: a model taking ``input_ids``, ``attention_mask``, ``token_type_ids``.
+        seq_len: T.
+        batch_size: B (1 gives MACs per sequence).
+
+    Returns:
+        the MAC count.
+    """
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+    def cpu_sdpa_flops(query: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> int:
+        return sdpa_flop_count(query, key, value)  # FlopCounterMode passes tensor shapes
+
+    target = next((p.device for p in model.parameters()), torch.device("cpu"))
+    inputs = _shared_inputs([model], batch_size, seq_len, target)
+    # torch counts the CUDA attention kernels but not the CPU one that scaled_dot_product_attention dispatches to
+    cpu_sdpa = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    counter = FlopCounterMode(display=False, custom_mapping={cpu_sdpa: cpu_sdpa_flops})
+    # with autograd on: FlopCounterMode's module tracker hooks tensors that require grad (an EffBert MLP unit gets its
+    # weight slices as arguments), which fails under no_grad / inference_mode
+    with _mode(model, training=False), torch.enable_grad(), counter:
+        model(**inputs)
+    return counter.get_total_flops() // 2
 
 
 def reference_models(architecture: str = "efficientbert", seed: int = 0) -> tuple[nn.Module, nn.Module]:

@@ -71,6 +71,7 @@ def test_measure_latency_protocol_and_restores_state() -> None:
     assert result.sequences_per_s > 0
     data = result.to_dict()
     assert data["median_ms"] == result.median_ms and len(data["times_ms"]) == result.runs
+    assert data["machine"]["torch_threads"] == 1 and data["machine"]["cpu"]  # the machine next to the figure
     json.dumps(data)
 
 
@@ -92,6 +93,30 @@ def test_compare_latency_interleaves_every_model() -> None:
     for result in results.values():
         assert result.runs == 21  # ceil(20 / 3) per round, 3 rounds
         assert result.min_ms <= result.median_ms <= result.max_ms
+
+
+def test_count_macs_matches_the_closed_form_for_bert() -> None:
+    """Matmul MACs of BERT: per layer 4 T H^2 (Q, K, V, output) + 2 T^2 H (scores, weighted sum) + 2 T H I (MLP);
+    the CPU attention kernel is counted too (torch's counter leaves it out by itself)."""
+    model = tiny_teacher()
+    model.pooler = None
+    seq, hidden, inter, layers = 16, 64, 128, 4
+    expected = layers * (4 * seq * hidden**2 + 2 * seq**2 * hidden + 2 * seq * hidden * inter)
+    assert bench.count_macs(model, seq) == expected
+    assert bench.count_macs(model, seq, batch_size=3) == 3 * expected
+    model.train()
+    bench.count_macs(model, seq)
+    assert model.training  # restored
+
+
+def test_count_macs_of_the_student_counts_its_expression_mlp() -> None:
+    """The compact EffBert: attention as in BERT plus its MLP units; the trigram embedding projection counts too."""
+    student = tiny_student()
+    config = student.config
+    seq, hidden = 16, config.hidden_size
+    attention = config.num_hidden_layers * (4 * seq * hidden**2 + 2 * seq**2 * hidden)
+    macs = bench.count_macs(student, seq)
+    assert macs > attention + seq * 3 * config.embedding_size * hidden
 
 
 def test_kd_throughput_positive_and_leaves_student_untouched() -> None:

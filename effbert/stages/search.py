@@ -234,19 +234,20 @@ class LatencyMeter:
     measured once per architecture on the machine that runs the search."""
 
     def __init__(self, supernet: Any, latency: Any, cache_file: Path) -> None:
-        from effbert.bench import machine_description
+        from effbert.bench import machine_description, torch_threads
 
         self.supernet = supernet
         self.latency = latency
         self.cache_file = cache_file
-        machine = machine_description("cpu")
-        self.machine = f"{machine['cpu']}; torch {machine['torch']}; {latency.threads} threads"
+        with torch_threads(latency.threads):
+            self.machine = machine_description("cpu")  # recorded next to the figures (metrics.json)
+        self.machine_key = f"{self.machine['cpu']}; torch {self.machine['torch']}; {latency.threads} threads"
         self.cache: dict[str, float] = (
             json.loads(cache_file.read_text(encoding="utf-8")) if cache_file.is_file() else {}
         )
 
     def __call__(self, arch: Architecture) -> float:
-        key = f"{self.machine} | {architecture_string(arch)}"
+        key = f"{self.machine_key} | {architecture_string(arch)}"
         if key not in self.cache:
             from effbert.bench import measure_latency
             from effbert.models.supernet import materialize
@@ -621,6 +622,11 @@ def write_outputs(
         "search_seconds_this_run": wall,
         "candidates_per_minute": len(records) / (spent / 60) if spent > 0 else 0.0,
         "max_latency_ms": params.search.max_latency_ms,
+        "latency_protocol": {
+            **params.search.latency.model_dump(),
+            "statistic": "median",
+            "machine": frame.latency.machine,
+        },
         **extra,
     }
     winner_info: dict[str, Any] = {
