@@ -24,7 +24,8 @@ class TaskSpec:
         folder: folder name in a GLUE download (``SST-2``) or None for SQuAD.
         labels: the fixed label list; a label's index is its class id. Empty for regression and span.
         dev_splits: evaluation split name -> file name (MNLI has ``dev`` and ``dev_mm``).
-        test_splits: test split name -> file name.
+        test_splits: test split name -> file name. SQuAD's official test set is hidden (CodaLab runs the model on
+            it, in the dev file format); its ``test`` file is read only when a user has it.
         metrics: metric names reported for the task, in report order.
         submission_names: test split -> file name the GLUE server expects.
         hub: (dataset path, config name) on the datasets hub.
@@ -58,6 +59,8 @@ class TaskSpec:
 _BINARY = ("0", "1")
 _NLI2 = ("entailment", "not_entailment")
 
+# One task per entry, kept as a table (easier to read than one argument per line).
+# fmt: off
 TASKS: dict[str, TaskSpec] = {
     t.name: t
     for t in [
@@ -84,11 +87,14 @@ TASKS: dict[str, TaskSpec] = {
         TaskSpec("wnli", "classification", "WNLI", _BINARY, ("accuracy",), ("nyu-mll/glue", "wnli"),
                  submission_names={"test": "WNLI.tsv"}),
         TaskSpec("squad_v1", "span", None, (), ("exact_match", "f1"), ("rajpurkar/squad", None),
-                 train_file="train-v1.1.json", dev_splits={"dev": "dev-v1.1.json"}, test_splits={}),
+                 train_file="train-v1.1.json", dev_splits={"dev": "dev-v1.1.json"},
+                 test_splits={"test": "test-v1.1.json"}),
         TaskSpec("squad_v2", "span", None, (), ("exact_match", "f1"), ("rajpurkar/squad_v2", None),
-                 train_file="train-v2.0.json", dev_splits={"dev": "dev-v2.0.json"}, test_splits={}),
+                 train_file="train-v2.0.json", dev_splits={"dev": "dev-v2.0.json"},
+                 test_splits={"test": "test-v2.0.json"}),
     ]
 }
+# fmt: on
 
 # The diagnostic set (AX) has no task of its own: it is predicted with the MNLI model.
 AX_FOLDER = "diagnostic"

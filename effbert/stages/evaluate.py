@@ -12,23 +12,21 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from effbert.data.tasks import get_task, selection_score
+from effbert.data.tasks import TaskSpec, get_task, selection_score
 from effbert.eval.metrics import glue_metrics
 from effbert.inference import predict_logits
 from effbert.models.teacher import load_task_model, load_tokenizer
 from effbert.params import Params
 from effbert.stages.common import device, seed_everything
+from effbert.submission import prediction_text
 from effbert.training import logits_to_predictions, span_metrics
 
 log = logging.getLogger(__name__)
 
 
-def _label_text(spec: Any, value: Any) -> str:
-    if value is None:
-        return ""
-    if spec.kind == "regression":
-        return f"{float(value):.4f}"
-    return str(spec.labels[int(value)])
+def _label_text(spec: TaskSpec, value: Any) -> str:
+    """A dev prediction or gold label as the training files spell it (STS-B: unclipped, 4 decimals)."""
+    return "" if value is None else prediction_text(spec, value, clip=False, decimals=4)
 
 
 def run(params: Params, task: str, model_name: str, model_dir: Path, data_dir: Path, out_dir: Path) -> dict[str, Any]:

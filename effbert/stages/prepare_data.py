@@ -2,7 +2,7 @@
 
 Output ``results/prepare_data/<task>/``: one saved ``datasets.Dataset`` per split (``train``, ``heldout``,
 ``dev`` [, ``dev_mm``], ``test*`` when the test file exists; SQuAD adds ``*_examples`` next to the window
-features of ``heldout`` and ``dev``), ``meta.json`` (counts, labels, tokenizer, source sha256) and
+features of ``heldout``, ``dev`` and ``test``), ``meta.json`` (counts, labels, tokenizer, source sha256) and
 ``lineage.json``.
 """
 
@@ -23,7 +23,20 @@ from effbert.params import Params
 log = logging.getLogger(__name__)
 
 
-def _source_path(params: Params, task: str, split: str) -> Path:
+def source_path(params: Params, task: str, split: str) -> Path:
+    """The official file ``split`` of ``task`` is read from (whether or not it exists).
+
+    Args:
+        params: the run's params (``data.glue_dir``, ``data.squad_dir``).
+        task: task id.
+        split: ``train``, a dev split or a test split of the task.
+
+    Returns:
+        The path under the project root (``data/sample/glue/SST-2/test.tsv``, ``.../squad/test-v1.1.json``).
+
+    Raises:
+        EffbertError: the data folder of the task's benchmark is null (hub data not fetched yet).
+    """
     spec = get_task(task)
     root = tracking.project_root()
     if spec.is_squad:
@@ -47,7 +60,7 @@ def build_splits(params: Params, task: str) -> tuple[dict[str, Any], dict[str, A
     sources: dict[str, str] = {}
 
     def read(split: str, labelled: bool = True) -> list[dict[str, Any]]:
-        path = _source_path(params, task, split)
+        path = source_path(params, task, split)
         sources[split] = tracking.path_digest(path) if path.is_file() else ""
         if spec.is_squad:
             return squad.read_squad(path, version_2=task == "squad_v2")
@@ -62,9 +75,9 @@ def build_splits(params: Params, task: str) -> tuple[dict[str, Any], dict[str, A
     for split in spec.dev_splits:
         rows = read(split)
         evals[split] = rows[: data.max_eval_examples] if data.max_eval_examples else rows
+    window = {"max_seq_length": data.max_seq_length, "doc_stride": data.doc_stride}
+    window["max_query_length"] = data.max_query_length
     if spec.is_squad:
-        window = {"max_seq_length": data.max_seq_length, "doc_stride": data.doc_stride}
-        window["max_query_length"] = data.max_query_length
         out["train"] = prepare.tokenize_squad(
             train, tokenizer, **window, for_training=True, fp=prepare.fingerprint(base_fp, "train")
         )
@@ -76,14 +89,17 @@ def build_splits(params: Params, task: str) -> tuple[dict[str, Any], dict[str, A
     else:
         for name, rows in {"train": train, **evals}.items():
             out[name] = prepare.tokenize_pairs(rows, tokenizer, data.max_seq_length, prepare.fingerprint(base_fp, name))
-        for split in spec.test_splits:
-            if _source_path(params, task, split).is_file():
-                rows = read(split, labelled=False)
-                out[split] = prepare.tokenize_pairs(
-                    rows, tokenizer, data.max_seq_length, prepare.fingerprint(base_fp, split)
-                )
-            else:
-                log.info("%s: no %s file, skipping (only needed for GLUE server predictions)", task, split)
+    for split in spec.test_splits:
+        if not source_path(params, task, split).is_file():
+            log.info("%s: no %s file, skipping (only needed for test-set predictions)", task, split)
+            continue
+        rows = read(split, labelled=False)
+        fp = prepare.fingerprint(base_fp, split)
+        if spec.is_squad:
+            out[f"{split}_examples"] = prepare.as_dataset(rows, prepare.fingerprint(base_fp, split, "examples"))
+            out[split] = prepare.tokenize_squad(rows, tokenizer, **window, for_training=False, fp=fp)
+        else:
+            out[split] = prepare.tokenize_pairs(rows, tokenizer, data.max_seq_length, fp)
     meta = {
         "task": task,
         "kind": spec.kind,
@@ -105,6 +121,6 @@ def run(params: Params, task: str, out_dir: Path, stage: tracking.StageRun) -> d
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     for split, digest in meta["source_sha256"].items():
         if digest:
-            stage.log_dataset(f"{task}/{split}/source", _source_path(params, task, split), "source", digest)
+            stage.log_dataset(f"{task}/{split}/source", source_path(params, task, split), "source", digest)
     stage.log_metrics({f"rows/{name}": n for name, n in meta["counts"].items()})
     return meta
