@@ -58,10 +58,21 @@ def _load_json(path: Path) -> tuple[str, Any]:
         raise DataFormatError(path, exc.lineno, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
 
 
-def _read_question(ck: _Checker, qa: Any, context: str, title: str, where: str, version_2: bool) -> dict[str, Any]:
+def _read_question(
+    ck: _Checker, qa: Any, context: str, title: str, where: str, version_2: bool, labelled: bool
+) -> dict[str, Any]:
     qid = ck.get(qa, "id", str, where)
     where = f"question {qid!r}"
     question = ck.get(qa, "question", str, where, qid)
+    if not labelled:  # a test file: answers, when present, are not read
+        return {
+            "id": qid,
+            "title": title,
+            "context": context,
+            "question": question,
+            "answers": {"text": [], "answer_start": []},
+            "is_impossible": False,
+        }
     answers = ck.get(qa, "answers", list, where, qid)
     impossible = bool(ck.get(qa, "is_impossible", bool, where, qid)) if version_2 else False
     texts: list[str] = []
@@ -88,12 +99,14 @@ def _read_question(ck: _Checker, qa: Any, context: str, title: str, where: str, 
     }
 
 
-def read_squad(path: str | Path, version_2: bool) -> list[dict[str, Any]]:
+def read_squad(path: str | Path, version_2: bool, labelled: bool = True) -> list[dict[str, Any]]:
     """Read a SQuAD JSON file into one dict per question, in file order.
 
     Args:
         path: ``train-v1.1.json``, ``dev-v2.0.json``, ... in the official layout.
         version_2: True for SQuAD v2.0 (every question must carry ``is_impossible``).
+        labelled: False for a test file (the hidden test set's format): ``answers`` and ``is_impossible`` are
+            neither required nor read, and every question comes back with empty answers.
 
     Returns:
         Dicts with ``id``, ``title``, ``context``, ``question``, ``answers`` (``{"text": [...],
@@ -117,7 +130,7 @@ def read_squad(path: str | Path, version_2: bool) -> list[dict[str, Any]]:
             where = f"paragraph {p} of article {title!r}"
             context = ck.get(para, "context", str, where)
             for q, qa in enumerate(ck.get(para, "qas", list, where)):
-                ex = _read_question(ck, qa, context, title, f"question {q} of {where}", version_2)
+                ex = _read_question(ck, qa, context, title, f"question {q} of {where}", version_2, labelled)
                 if ex["id"] in seen:
                     raise ck.error(ex["id"], f"duplicate question id {ex['id']!r}")
                 seen.add(ex["id"])

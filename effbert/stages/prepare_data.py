@@ -63,7 +63,7 @@ def build_splits(params: Params, task: str) -> tuple[dict[str, Any], dict[str, A
         path = source_path(params, task, split)
         sources[split] = tracking.path_digest(path) if path.is_file() else ""
         if spec.is_squad:
-            return squad.read_squad(path, version_2=task == "squad_v2")
+            return squad.read_squad(path, version_2=task == "squad_v2", labelled=labelled)
         return glue.read_glue_split(task, path, labelled=labelled)
 
     train_all = read("train")

@@ -133,6 +133,21 @@ def test_small_v2(tmp_path: Path) -> None:
     assert rows[2]["answers"] == {"text": [], "answer_start": []}
 
 
+def test_unlabelled_test_file_needs_no_answers(tmp_path: Path) -> None:
+    """The hidden test set's format: questions without ``answers`` (or with empty lists) read as unlabelled."""
+    doc = _doc()
+    for article in doc["data"]:
+        for para in article["paragraphs"]:
+            for qa in para["qas"]:
+                del qa["answers"]
+    path = _write(tmp_path / "test-v1.1.json", doc)
+    with pytest.raises(DataFormatError, match="missing key 'answers'"):
+        read_squad(path, version_2=False)
+    rows = read_squad(path, version_2=False, labelled=False)
+    assert [r["id"] for r in rows] == ["q1", "q2", "q9"]
+    assert all(r["answers"] == {"text": [], "answer_start": []} for r in rows)
+
+
 def _error(path: Path, version_2: bool = False) -> DataFormatError:
     with pytest.raises(DataFormatError) as info:
         read_squad(path, version_2=version_2)
