@@ -4,7 +4,8 @@ This is the only module that talks to MLflow. Every stage opens a :func:`stage_r
 resolved params, metrics, artifacts, git commit, code digest, DVC stage name, dataset digests
 (``mlflow.log_input``) and the run ids of the upstream artifacts it consumed. The run id is also written next
 to the stage's outputs in ``lineage.json``, so an artifact found on disk (or restored by DVC from its cache)
-leads back to the run that produced it; ``effbert lineage`` follows those links.
+leads back to the run that produced it; ``effbert lineage`` follows those links. A stage can also log a model
+(pyfunc flavour) in its run and register it in the model registry under an alias (:meth:`StageRun.register_model`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import logging
 import os
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -204,6 +206,62 @@ class StageRun:
         )
         client.set_terminated(child.info.run_id)
         return str(child.info.run_id)
+
+    def register_model(
+        self,
+        name: str,
+        alias: str,
+        python_model: Any,
+        artifacts: Mapping[str, Path],
+        model_config: Mapping[str, Any],
+        pip_requirements: Sequence[str],
+        signature: Any = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Log ``python_model`` (pyfunc flavour) in this run, register it as a new version of ``name``, alias it.
+
+        No requirement inference and no input example: the requirements are given, so nothing is resolved over
+        the network. The alias moves to the new version.
+
+        Args:
+            name: registered model name (``effbert-sst2``).
+            alias: alias set on the new version (``champion``).
+            python_model: an ``mlflow.pyfunc.PythonModel`` instance.
+            artifacts: artifact name -> local file or directory, copied into the logged model.
+            model_config: passed to the model's ``load_context`` as ``context.model_config``.
+            pip_requirements: the model's requirements, recorded as given.
+            signature: the model's ``ModelSignature`` (inputs are checked against it), or None.
+            tags: extra tags of the new model version.
+
+        Returns:
+            ``name``, ``version``, ``alias``, ``model_uri`` (``models:/<name>@<alias>``), ``run_id``, ``model_id``
+            (MLflow's logged model) and ``source`` (the logged model's URI).
+        """
+        with warnings.catch_warnings():  # the example is left out on purpose: logging it would run the model
+            warnings.filterwarnings("ignore", message=".*An input example was not provided", category=UserWarning)
+            info = self._mlflow.pyfunc.log_model(
+                name="model",
+                python_model=python_model,
+                artifacts={key: str(path) for key, path in artifacts.items()},
+                model_config=dict(model_config),
+                pip_requirements=list(pip_requirements),
+                signature=signature,
+                registered_model_name=name,
+            )
+        version = str(info.registered_model_version)
+        client = self._mlflow.MlflowClient()
+        client.set_registered_model_alias(name, alias, version)
+        for key, value in {"effbert.stage": self.stage, **(tags or {})}.items():
+            client.set_model_version_tag(name, version, key, value)
+        return {
+            "name": name,
+            "version": int(version),
+            "alias": alias,
+            "model_uri": f"models:/{name}@{alias}",
+            "run_id": self.run_id,
+            "model_id": str(info.model_id),
+            "source": str(info.model_uri),
+        }
 
     def write_lineage(self, directory: Path, extra: Mapping[str, Any] | None = None) -> None:
         """Write ``lineage.json`` (this run, the upstream runs, the directory's digest) into ``directory``."""

@@ -23,6 +23,7 @@ from typing import Any
 from effbert.expr import SIZE_CHOICES, Size, check, parse, size_id, with_size
 
 __all__ = [
+    "ARCHITECTURE_FILE",
     "Architecture",
     "LayerSpec",
     "check_layer",
@@ -30,6 +31,9 @@ __all__ = [
     "load_architecture",
     "width_divisor",
 ]
+
+ARCHITECTURE_FILE = "architecture.json"
+"""The file name of an architecture next to a model or a search stage's output."""
 
 _ARCH_KEYS = ("name", "hidden_size", "layers")
 _LAYER_KEYS = ("expr", "units", "width")

@@ -9,7 +9,8 @@
 2. ``final_distill@<task>``: task KD of that student from the task's fine-tuned teacher (attention + hidden +
    prediction), evaluated on the held-out slice of train every ``eval_steps`` and ending with the best checkpoint
    (never the dev set, unlike the official code). The compact student is saved with ``save_pretrained`` and loads
-   with transformers' Auto classes once ``effbert`` is imported.
+   with transformers' Auto classes once ``effbert`` is imported; its ``README.md`` is a first model card (held-out
+   selection metrics; `effbert.stages.export` writes the full one).
 """
 
 from __future__ import annotations
@@ -25,17 +26,17 @@ from effbert import tracking
 from effbert.data.tasks import get_task
 from effbert.distill.trainer import DistillationModule
 from effbert.errors import EffbertError
-from effbert.models.architecture import Architecture, load_architecture
+from effbert.models.architecture import ARCHITECTURE_FILE, Architecture, load_architecture
 from effbert.models.modeling_effbert import EffBertModel
 from effbert.models.supernet import materialize, param_count
 from effbert.models.teacher import build_task_model, load_task_model, load_tokenizer
 from effbert.params import Params
 from effbert.stages import distillation
 from effbert.stages.common import seed_everything, set_threads
+from effbert.stages.model_card import write_initial_card
 
 log = logging.getLogger(__name__)
 
-ARCHITECTURE_FILE = "architecture.json"
 """Written into every student directory: the exact architecture it runs (also in its config)."""
 
 
@@ -178,6 +179,17 @@ def run_task(
     tokenizer.save_pretrained(str(model_out))
     shutil.copyfile(student_dir / ARCHITECTURE_FILE, model_out / ARCHITECTURE_FILE)
     metrics = distillation.write_report(figures, report_dir, stage, {"student_params": param_count(student)})
+    write_initial_card(
+        params,
+        task,
+        student,
+        model_out,
+        teacher_dir=teacher_dir,
+        data_dir=data_dir,
+        metrics=metrics,
+        history=figures["history"],
+        stage=stage,
+    )
     log.info(
         "best held-out score %.4f at step %d (%.0f s)",
         metrics["best_heldout_score"],

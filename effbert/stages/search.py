@@ -36,7 +36,7 @@ from typing import Any
 from effbert import tracking
 from effbert.data.tasks import get_task
 from effbert.errors import EffbertError
-from effbert.models.architecture import Architecture
+from effbert.models.architecture import ARCHITECTURE_FILE, Architecture
 from effbert.params import Params, StageBudget
 from effbert.search.samplers import Evaluated, Proposal, Sampler, make_sampler
 from effbert.search.space import SearchSpace, architecture_string, parse_architecture_string
@@ -46,7 +46,6 @@ log = logging.getLogger(__name__)
 
 RECORDS_FILE = "records.jsonl"
 LATENCY_FILE = "latency.json"
-ARCHITECTURE_FILE = "architecture.json"
 
 Evaluate = Callable[[list[tuple[int, Proposal]]], Iterator[tuple[int, dict[str, Any]]]]
 """Evaluates (index, proposal) pairs; yields (index, result) as each finishes (any order)."""
