@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export DVC_NO_ANALYTICS := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: demo test test-slurm test-fast lint venv lock clean-results
+.PHONY: demo test test-slurm test-fast lint venv lock clean-results browser
 
 ## venv: create/update .venv from the pins (no-op when already current)
 venv: $(STAMP)
@@ -33,16 +33,20 @@ demo: venv
 	$(BIN)/effbert run --params params.yaml
 
 ## test: lint, type-check and run every test suite but the SLURM one (under 15 minutes on 2 cores)
-test: venv lint
+test: venv lint browser
 	$(BIN)/python -m pytest tests -x -q -m "not slurm"
 	@echo "make test: the SLURM suite (marker slurm, about 4 minutes) runs with: make test-slurm (CI runs both)"
+
+## browser: Debian's chromium for the report's browser test (tests/report), installed when missing
+browser:
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 ## test-slurm: the smoke DAG as SLURM jobs on a real one-node cluster (installed from Debian packages)
 test-slurm: venv
 	$(BIN)/python -m pytest tests -x -q -m slurm
 
 ## test-fast: the same without the slow end-to-end suites
-test-fast: venv lint
+test-fast: venv lint browser
 	$(BIN)/python -m pytest tests -q -m "not slow and not slurm"
 
 lint: venv

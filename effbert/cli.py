@@ -428,6 +428,111 @@ def eval_summary_cmd(eval_dir: str, out: str, params_file: str) -> None:
         run.log_artifact(tmp)
 
 
+@main.command("predict")
+@click.option("--task", required=True, help="Task id, e.g. sst2.")
+@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--split", default="test", show_default=True, help="test (GLUE server files; SQuAD test-v1.1.json) or dev."
+)
+@click.option(
+    "--data",
+    "data_dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Prepared data [results/prepare_data/TASK].",
+)
+@click.option("--out", "out", default=None, type=click.Path(file_okay=False), help="Output dir [results/predict/TASK].")
+@_params_option
+def predict_cmd(task: str, model_dir: str, split: str, data_dir: str | None, out: str | None, params_file: str) -> None:
+    """Predictions of a model directory on a prepared split, in the GLUE server / SQuAD predictions format."""
+    from effbert.data.tasks import get_task
+    from effbert.stages import predict_test
+    from effbert.stages.common import atomic_dir
+
+    get_task(task)
+    p = _load_params(params_file)
+    data = Path(data_dir or f"results/prepare_data/{task}")
+    if not data.is_dir():
+        raise EffbertError(f"--data {data}: no prepared data (run `effbert run --target prepare_data@{task}` first)")
+    target = Path(out or f"results/predict/{task}")
+    with atomic_dir(target) as tmp:
+        written = predict_test.predict_one(p, task, Path(model_dir), data, split, tmp)
+    for path in written:
+        click.echo(str(target / path.name))
+
+
+@main.command("predict-test")
+@click.option("--models", "models_root", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--data", "data_root", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False))
+@_params_option
+def predict_test_cmd(models_root: str, data_root: str, out: str, params_file: str) -> None:
+    """GLUE server files of every GLUE task (zipped) and SQuAD predictions, from the final students."""
+    from effbert.stages import predict_test
+
+    p = _load_params(params_file)
+    sections = {"seed": p.seed, "tasks": p.tasks, "predict_test": p.predict_test.model_dump()}
+    with _stage("predict_test", "predict_test", p, sections, [Path(out)], {}) as (run, (tmp,)):
+        for task in p.tasks:
+            run.consume(Path(models_root) / task, f"{task}/student", context="model")
+            run.consume(Path(data_root) / task, f"{task}/prepared", context="test")
+        manifest = predict_test.run(p, list(p.tasks), Path(models_root), Path(data_root), tmp)
+        run.log_artifact(tmp)
+        run.log_metrics({f"rows/{name}": float(f["rows"]) for name, f in manifest.get("files", {}).items()})
+
+
+@main.command("export")
+@click.option("--task", required=True, help="Task id, e.g. sst2.")
+@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--eval", "eval_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--teacher", "teacher_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False))
+@_params_option
+def export_cmd(
+    task: str, model_dir: str, eval_dir: str, teacher_dir: str, data_dir: str, out: str, params_file: str
+) -> None:
+    """Model card, ONNX export (parity-checked, latency beside PyTorch) and MLflow registry entry of a student."""
+    from effbert.data.tasks import get_task
+    from effbert.stages import export
+
+    get_task(task)
+    p = _load_params(params_file)
+    sections = {"seed": p.seed, "export": p.export.model_dump(), "latency": p.latency.model_dump()}
+    with _stage("export", f"export@{task}", p, sections, [Path(out)], {"effbert.task": task}) as (run, (tmp,)):
+        run.consume(Path(model_dir), f"{task}/student", context="model")
+        run.consume(Path(eval_dir), f"{task}/student/eval", context="metrics")
+        run.consume(Path(teacher_dir), f"{task}/teacher", context="teacher")
+        run.consume(Path(data_dir), f"{task}/prepared", context="parity")
+        export.run(p, task, Path(model_dir), Path(eval_dir), Path(data_dir), tmp, run, teacher_dir=Path(teacher_dir))
+
+
+@main.command("report")
+@click.option(
+    "--results", "results_dir", default="results", show_default=True, type=click.Path(exists=True, file_okay=False)
+)
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False))
+@_params_option
+def report_cmd(results_dir: str, out: str, params_file: str) -> None:
+    """The final report (HTML + Markdown): our numbers beside the paper's, size and speed, search, lineage."""
+    from effbert.stages import report
+
+    p = _load_params(params_file)
+    sections = {
+        "seed": p.seed,
+        "tasks": p.tasks,
+        "latency": p.latency.model_dump(),
+        "report": p.report.model_dump(),
+    }
+    with _stage("report", "report", p, sections, [Path(out)], {}) as (run, (tmp,)):
+        paths = report.ReportPaths.under(Path(results_dir), Path(params_file))
+        for name, directory in paths.inputs().items():
+            run.consume(directory, name, context="report")
+        record = report.run(p, paths, tmp)
+        run.log_artifact(tmp)
+        run.log_metrics(report.headline_metrics(record))
+
+
 @main.command("run")
 @click.option("--params", "params_file", default="params.yaml", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a dotted key (YAML value).")

@@ -312,6 +312,41 @@ class EvaluateParams(_Section):
     null_threshold: float = 0.0  # SQuAD v2: predict "no answer" when null score - best span > this
 
 
+class ProtocolLatencyParams(_Section):
+    """``latency``: the shapes and protocol of every latency figure of the report and the export (`effbert.bench`)."""
+
+    seq_len: Annotated[int, Field(ge=8, le=512)] = 128
+    batch_sizes: Annotated[list[PositiveInt], Field(min_length=1)] = [1, 32]
+    threads: PositiveInt | None = None  # torch (and onnxruntime) intra-op threads; null = torch's default
+    runs: Annotated[int, Field(ge=20)] = 20  # timed runs per model and batch size (the protocol's minimum is 20)
+    warmup: NonNegInt = 3
+    rounds: PositiveInt = 4  # models measured side by side are interleaved in this many rounds
+
+
+class PredictTestParams(_Section):
+    """``predict_test``: GLUE server files (zipped) and SQuAD predictions of the final students."""
+
+    batch_size: PositiveInt = 128
+    squad_split: Literal["dev", "test"] = "dev"  # SQuAD's test set is hidden; `test` needs test-v1.1.json / -v2.0
+
+
+class ExportParams(_Section):
+    """``export`` (per task): model card, ONNX export with a parity check, MLflow model registry."""
+
+    opset: Annotated[int, Field(ge=14, le=21)] = 17
+    parity_tolerance: PositiveFloat = 1e-4  # max |ONNX - PyTorch| over the outputs on real dev rows
+    parity_rows: PositiveInt = 64  # real dev rows (features) compared
+    registry_prefix: str = "effbert"  # registered model name: <prefix>-<task>
+    registry_alias: str = "champion"  # alias set on the newly registered version
+
+
+class ReportParams(_Section):
+    """``report``: the final HTML + Markdown report."""
+
+    bert_base_batch_sizes: list[PositiveInt] = [1, 32]  # latency.batch_sizes at which random-init BERT-base is timed
+    macs_seq_len: Annotated[int, Field(ge=8, le=512)] = 128  # multiply-accumulates counted at this length
+
+
 class TrackingParams(_Section):
     """``tracking``: where MLflow writes (relative paths are anchored at the project root)."""
 
@@ -331,6 +366,10 @@ class Params(_Section):
     search: SearchParams = SearchParams()
     final_distill: FinalDistillParams = FinalDistillParams()
     evaluate: EvaluateParams = EvaluateParams()
+    latency: ProtocolLatencyParams = ProtocolLatencyParams()
+    predict_test: PredictTestParams = PredictTestParams()
+    export: ExportParams = ExportParams()
+    report: ReportParams = ReportParams()
     tracking: TrackingParams = TrackingParams()
 
     @field_validator("tasks")
@@ -352,6 +391,11 @@ class Params(_Section):
             )
         if get_task(self.search.proxy_task).kind == "span":
             raise ValueError(f"search.proxy_task={self.search.proxy_task!r}: use a classification task")
+        extra = sorted(set(self.report.bert_base_batch_sizes) - set(self.latency.batch_sizes))
+        if extra:
+            raise ValueError(
+                f"report.bert_base_batch_sizes {extra} must be among latency.batch_sizes {self.latency.batch_sizes}"
+            )
         return self
 
 

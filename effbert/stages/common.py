@@ -153,3 +153,20 @@ def write_history(history: Any, report_dir: Path) -> None:
     fig.tight_layout()
     fig.savefig(report_dir / "history.png", dpi=100)
     plt.close(fig)
+
+
+SAMPLE_DATA = Path("data") / "sample"
+"""The bundled demo data, relative to the project root: numbers on it are not comparable to the paper."""
+
+
+def is_sample_data(source: str | Path | None) -> bool:
+    """Whether ``source`` (a data path from params, relative to the project root or absolute) lies in the bundled
+    demo sample (``data/sample`` or below it)."""
+    if source is None:
+        return False
+    from effbert import tracking
+
+    root = tracking.project_root()
+    sample = (root / SAMPLE_DATA).resolve()
+    path = (root / source).resolve()
+    return path == sample or sample in path.parents

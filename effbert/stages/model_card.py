@@ -29,10 +29,9 @@ from effbert.export.model_card import (
     render_model_card,
 )
 from effbert.params import Params
+from effbert.stages.common import is_sample_data
 
 CARD_FILE = "README.md"
-SAMPLE_DATA = Path("data") / "sample"
-"""The bundled demo data, relative to the project root: numbers on it are not comparable to the paper."""
 
 
 def registered_name(params: Params, task: str) -> str:
@@ -58,14 +57,6 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
-def _is_demo(source: str | None) -> bool:
-    if source is None:
-        return False
-    root = tracking.project_root()
-    path = (root / source).resolve()
-    return path == (root / SAMPLE_DATA).resolve() or (root / SAMPLE_DATA).resolve() in path.parents
-
-
 def data_facts(params: Params, spec: TaskSpec, data_dir: Path) -> DataFacts:
     """What the card says about the data: ``meta.json`` and ``lineage.json`` of the prepared task data."""
     from effbert.stages.prepare_data import source_path
@@ -84,7 +75,7 @@ def data_facts(params: Params, spec: TaskSpec, data_dir: Path) -> DataFacts:
         prepared_dir=_display(data_dir),
         prepared_digest=lineage.get("digest"),
         source=source if source is not None else f"datasets hub {spec.hub[0]}",
-        demo=_is_demo(source),
+        demo=is_sample_data(source),
         tokenizer=str(meta.get("tokenizer", params.finetune_teacher.model)),
         files=tuple(files),
         rows={str(k): int(v) for k, v in meta.get("counts", {}).items()},
