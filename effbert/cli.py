@@ -455,10 +455,12 @@ def predict_cmd(task: str, model_dir: str, split: str, data_dir: str | None, out
     if not data.is_dir():
         raise EffbertError(f"--data {data}: no prepared data (run `effbert run --target prepare_data@{task}` first)")
     target = Path(out or f"results/predict/{task}")
+    files = predict_test.predict_split(p, task, Path(model_dir), data, split)  # fails before anything is written
     with atomic_dir(target) as tmp:
-        written = predict_test.predict_one(p, task, Path(model_dir), data, split, tmp)
-    for path in written:
-        click.echo(str(target / path.name))
+        for name, text in files.items():
+            (tmp / name).write_text(text, encoding="utf-8")
+    for name in files:
+        click.echo(str(target / name))
 
 
 @main.command("predict-test")

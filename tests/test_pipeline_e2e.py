@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -98,6 +99,70 @@ def test_first_run_executes_every_stage(first_run: tuple[Path, dict[str, float],
     assert metrics.returncode == 0 and "summary.json" in metrics.stdout
 
 
+def test_submission_files_from_the_final_students(first_run: tuple[Path, dict[str, float], float]) -> None:
+    project, _, _ = first_run
+    out = project / "results/predict_test"
+    for name, source in (("SST-2.tsv", "SST-2/test.tsv"), ("MRPC.tsv", "MRPC/test.tsv")):
+        rows = (out / name).read_text(encoding="utf-8").splitlines()
+        test_rows = (project / "data/sample/glue" / source).read_text(encoding="utf-8").splitlines()
+        assert rows[0] == "index\tprediction" and len(rows) == len(test_rows)  # every test row, header for header
+        assert {r.split("\t")[1] for r in rows[1:]} <= {"0", "1"}
+    with zipfile.ZipFile(out / "glue_submission.zip") as archive:
+        assert sorted(archive.namelist()) == ["MRPC.tsv", "SST-2.tsv"]  # at the archive root, as the server expects
+        assert archive.read("SST-2.tsv").decode() == (out / "SST-2.tsv").read_text(encoding="utf-8")
+    answers = json.loads((out / "squad_v1-dev-predictions.json").read_text())
+    assert len(answers) == 48  # SQuAD's test set is hidden: the prepared dev split (smoke: data.max_eval_examples)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "CoLA.tsv" in manifest["glue"]["missing"] and manifest["glue"]["complete"] is False  # 9 of 11 missing
+    missing = run_cli(
+        ["effbert", "predict", "--task", "squad_v1", "--model", "results/models/student/squad_v1", "--split", "test"],
+        project,
+    )
+    assert missing.returncode == 2 and "test-v1.1.json is missing" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1 and not (project / "results/predict").exists()
+
+
+def test_export_onnx_card_and_registry(first_run: tuple[Path, dict[str, float], float]) -> None:
+    project, _, _ = first_run
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    for task in ("sst2", "mrpc", "squad_v1"):
+        out = project / f"results/export/{task}"
+        onnx = json.loads((out / "onnx.json").read_text())
+        assert onnx["parity"]["passed"] and onnx["parity"]["max_abs_diff"] <= 1e-4 and onnx["parity"]["rows"] > 0
+        assert [row["batch_size"] for row in onnx["latency"]["by_batch"]] == [1, 4]  # latency.batch_sizes (smoke)
+        assert (out / "model.onnx").stat().st_size > 0
+        card = (out / "model/README.md").read_text(encoding="utf-8")
+        for section in ("## Architecture", "## Teacher", "## Data", "## Metrics", "## Lineage", "## Limitations"):
+            assert section in card, (task, section)
+        assert "ours, " in card and "How to load" in card
+        # the final student directory itself carries a first card (held-out selection metrics)
+        assert "held-out" in (project / f"results/models/student/{task}/README.md").read_text(encoding="utf-8")
+        registry = json.loads((out / "registry.json").read_text())
+        version = client.get_model_version_by_alias(f"effbert-{task}", "champion")
+        assert int(version.version) == registry["version"]
+
+
+def test_report_renders_offline(first_run: tuple[Path, dict[str, float], float], tmp_path: Path) -> None:
+    project, _, _ = first_run
+    from effbert.report import render
+    from tests.report.browser import check_report
+
+    out = project / "results/report"
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert render.network_references(page) == []
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+    for needle in ("paper, GLUE test", "ours, ", "MACs", "Kendall", "git checkout"):
+        assert needle in markdown, needle
+    check = check_report(out / "report.html", tmp_path / "browser")
+    assert check.broken_images == [] and check.images >= 4  # quality, latency and the three search figures
+    report = json.loads((out / "report.json").read_text())
+    assert [(t["caption"], t["rows"]) for t in check.tables] == render.table_summaries(report)
+    assert all(t["height"] > 0 for t in check.tables)
+    assert check.ink > 0.03  # not a blank page
+
+
 def test_second_run_executes_no_stage(first_run: tuple[Path, dict[str, float], float]) -> None:
     project, _, _ = first_run
     result = run_cli(["effbert", "run", "--params", "params/smoke.yaml"], project)
@@ -162,9 +227,10 @@ def test_search_budget_change_reruns_only_descendants(first_run: tuple[Path, dic
     result = run_cli(["effbert", "run", "--params", "params/smoke.yaml", *change], project)
     assert result.returncode == 0, result.stderr[-3000:]
     ran = set(stages_run(result.stdout))
-    expected = {"search_stage3", "final_distill_general", "eval_summary"}
+    expected = {"search_stage3", "final_distill_general", "eval_summary", "predict_test", "report"}
     expected |= {f"final_distill@{t}" for t in ("sst2", "mrpc", "squad_v1")}
     expected |= {f"evaluate@student-{t}" for t in ("sst2", "mrpc", "squad_v1")}
+    expected |= {f"export@{t}" for t in ("sst2", "mrpc", "squad_v1")}
     assert ran == expected
     assert "candidates: 5" in (project / "params.yaml").read_text()
     # the larger budget continued the search: the first four candidates are the ones evaluated before

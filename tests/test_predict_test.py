@@ -122,11 +122,12 @@ def test_glue_file_has_server_name_header_and_one_row_per_test_row(
 
 
 def test_dev_split_gives_dev_named_files(workspace: Workspace, tmp_path: Path) -> None:
-    written = predict_test.predict_one(
-        workspace.params, "sst2", workspace.models / "sst2", workspace.prepared / "sst2", "dev", tmp_path
+    files = predict_test.predict_split(
+        workspace.params, "sst2", workspace.models / "sst2", workspace.prepared / "sst2", "dev"
     )
-    assert written == [tmp_path / "SST-2.dev.tsv"]
-    rows = data_rows(written[0])
+    assert list(files) == ["SST-2.dev.tsv"]
+    (tmp_path / "SST-2.dev.tsv").write_text(files["SST-2.dev.tsv"], encoding="utf-8")
+    rows = data_rows(tmp_path / "SST-2.dev.tsv")
     assert len(rows) == workspace.params.data.max_eval_examples  # the prepared dev slice
     assert [int(r[0]) for r in rows] == list(range(len(rows)))
     with pytest.raises(EffbertError, match="sst2: cannot predict split 'train'"):

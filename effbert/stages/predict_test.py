@@ -209,26 +209,6 @@ def _write(files: list[PredictionFile], out_dir: Path) -> list[Path]:
     return paths
 
 
-def predict_one(params: Params, task: str, model_dir: Path, data_dir: Path, split: str, out_dir: Path) -> list[Path]:
-    """``effbert predict``: write one task's predictions files into ``out_dir``.
-
-    Args:
-        params: the run's params.
-        task: task id.
-        model_dir: the task's fine-tuned model directory.
-        data_dir: the task's ``prepare_data`` output.
-        split: ``test`` or ``dev`` (see :func:`predict_files`).
-        out_dir: the folder to write into (created if needed).
-
-    Returns:
-        The written files, in split order.
-
-    Raises:
-        EffbertError: as :func:`predict_files`.
-    """
-    return _write(predict_files(params, task, model_dir, data_dir, split), out_dir)
-
-
 def _squad_split_reason(spec: TaskSpec, split: str) -> str:
     if split == "test":
         return (
