@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export DVC_NO_ANALYTICS := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: demo test test-slurm test-fast lint venv lock clean-results browser
+.PHONY: demo test test-slow test-slurm lint venv lock clean-results browser
 
 ## venv: create/update .venv from the pins (no-op when already current)
 venv: $(STAMP)
@@ -32,10 +32,15 @@ $(STAMP): requirements/lock.txt requirements/teacher.txt pyproject.toml
 demo: venv
 	$(BIN)/effbert run --params params.yaml
 
-## test: lint, type-check and run every test suite but the SLURM one (under 15 minutes on 2 cores)
+## test: lint, type-check and every test suite but the slow end-to-end and SLURM ones (minutes on 2 cores)
 test: venv lint browser
-	$(BIN)/python -m pytest tests -x -q -m "not slurm"
-	@echo "make test: the SLURM suite (marker slurm, about 4 minutes) runs with: make test-slurm (CI runs both)"
+	$(BIN)/python -m pytest tests -x -q -m "not slow and not slurm"
+	@echo "make test: the end-to-end suites (marker slow, about 10 minutes) run with: make test-slow;" \
+	      "the SLURM suite (marker slurm, about 7 minutes) with: make test-slurm (CI runs all three)"
+
+## test-slow: the end-to-end suites (the smoke DAG under both engines, reruns, resume, the report in Chromium)
+test-slow: venv browser
+	$(BIN)/python -m pytest tests -x -q -m "slow and not slurm"
 
 ## browser: Debian's chromium for the report's browser test (tests/report), installed when missing
 browser:
@@ -44,10 +49,6 @@ browser:
 ## test-slurm: the smoke DAG as SLURM jobs on a real one-node cluster (installed from Debian packages)
 test-slurm: venv
 	$(BIN)/python -m pytest tests -x -q -m slurm
-
-## test-fast: the same without the slow end-to-end suites
-test-fast: venv lint browser
-	$(BIN)/python -m pytest tests -q -m "not slow and not slurm"
 
 lint: venv
 	$(BIN)/ruff check effbert tests workflow
