@@ -30,6 +30,7 @@ from effbert.errors import EffbertError
 from effbert.params import Params
 from effbert.report import paper, render
 from effbert.stages.common import is_sample_data
+from effbert.stages.model_card import read_json
 
 if TYPE_CHECKING:
     from torch import nn
@@ -112,16 +113,6 @@ def _input_name(directory: Path) -> str:
 # ------------------------------------------------------------------------------------------------------- inputs
 
 
-def _read_json(path: Path, what: str) -> Any:
-    """A JSON file's content; EffbertError naming the file and what produces it when missing or broken."""
-    if not path.is_file():
-        raise EffbertError(f"{path}: missing ({what})")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise EffbertError(f"{path}:{err.lineno}: not valid JSON: {err.msg}") from None
-
-
 def _optional_dir(path: Path | None) -> Path | None:
     return path if path is not None and path.is_dir() else None
 
@@ -198,7 +189,7 @@ def read_summary(eval_summary: Path) -> dict[str, dict[str, dict[str, float]]]:
     Raises:
         EffbertError: the file is missing or is not such an object.
     """
-    data = _read_json(eval_summary / "summary.json", "run the eval_summary stage first")
+    data = read_json(eval_summary / "summary.json", "run the eval_summary stage first")
     if not isinstance(data, dict):
         raise EffbertError(f"{eval_summary / 'summary.json'}: expected an object model -> task -> metrics")
     return data
@@ -329,7 +320,7 @@ def collect_search(paths: ReportPaths) -> list[dict[str, Any]]:
 
     stages = []
     for number, directory in enumerate(paths.search_stages, start=1):
-        metrics = _read_json(directory / "metrics.json", "run the search stages first")
+        metrics = read_json(directory / "metrics.json", "run the search stages first")
         try:
             winner = Architecture.load(directory / "architecture.json")
         except (ValueError, KeyError) as err:
@@ -373,8 +364,8 @@ def collect_exports(export_root: Path | None, tasks: Sequence[str]) -> dict[str,
         onnx_file, registry_file = export_root / task / "onnx.json", export_root / task / "registry.json"
         if onnx_file.is_file():
             found[task] = {
-                "onnx": _read_json(onnx_file, "export stage output"),
-                "registry": _read_json(registry_file, "export stage output") if registry_file.is_file() else None,
+                "onnx": read_json(onnx_file, "export stage output"),
+                "registry": read_json(registry_file, "export stage output") if registry_file.is_file() else None,
             }
     return found
 
@@ -416,7 +407,7 @@ def collect_lineage(params: Params, paths: ReportPaths) -> dict[str, Any]:
     data = []
     for task in params.tasks:
         meta_file = paths.prepare_data / task / "meta.json"
-        meta = _read_json(meta_file, "prepare_data output") if meta_file.is_file() else {}
+        meta = read_json(meta_file, "prepare_data output") if meta_file.is_file() else {}
         for split, digest in sorted(meta.get("source_sha256", {}).items()):
             data.append({"task": task, "split": split, "sha256": digest, "tokenizer": meta.get("tokenizer")})
         if not meta.get("source_sha256"):
@@ -1144,12 +1135,12 @@ def collect(params: Params, paths: ReportPaths, bert_base: nn.Module | None = No
     quality_dir = _optional_dir(paths.search_quality)
     quality, quality_png = None, None
     if quality_dir is not None and (quality_dir / "metrics.json").is_file():
-        quality = _read_json(quality_dir / "metrics.json", "search_quality output")
+        quality = read_json(quality_dir / "metrics.json", "search_quality output")
         if (quality_dir / "quality.png").is_file():
             quality_png = (quality_dir / "quality.png").read_bytes()
     predict_dir = _optional_dir(paths.predict_test)
     manifest = (
-        _read_json(predict_dir / "manifest.json", "predict_test output")
+        read_json(predict_dir / "manifest.json", "predict_test output")
         if predict_dir is not None and (predict_dir / "manifest.json").is_file()
         else None
     )
