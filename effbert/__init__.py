@@ -4,11 +4,15 @@ Importing ``effbert`` registers the student (``model_type`` "effbert") with tran
 ``AutoModelForSequenceClassification.from_pretrained(student_dir)`` works. Registration needs torch and
 transformers' modeling code, which take seconds to import; so that ``effbert --help`` and the light commands stay
 fast, it happens at once when transformers is already imported and otherwise right after transformers is first
-imported (a one-shot import hook); importing anything from ``effbert.models`` registers as well.
+imported (a one-shot import hook); importing a student's modeling file registers it as well.
+
+The ``effbert`` command removes the hook (:func:`remove_registration_hook`): a stage registers the students only when
+its own code loads one (`effbert.models.auto`), so a stage's code dependencies are exactly the modules it imports.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
@@ -20,13 +24,15 @@ __version__ = "0.1.0"
 
 
 def _register() -> None:
-    """Import ``effbert.models`` (which registers the Auto classes), unless it is being imported right now: then
-    transformers was pulled in by effbert's own model code, whose package ``__init__`` registers on completion."""
-    models = sys.modules.get("effbert.models")
-    spec = getattr(models, "__spec__", None)
-    if models is not None and getattr(spec, "_initializing", False):
-        return
-    import effbert.models  # noqa: F401
+    """Import the students' modeling files (which register the Auto classes), unless a method's module is being
+    imported right now: then transformers was pulled in by that method's own code, and its package registers its
+    students when it finishes (`effbert.methods.efficientbert`)."""
+    for name, module in list(sys.modules.items()):
+        if name.startswith("effbert.methods.") and getattr(getattr(module, "__spec__", None), "_initializing", False):
+            return
+    # imported by name: the hook never fires in a stage process (the effbert command removes it first), so the
+    # student code is not a code dependency of every stage (effbert.code_deps reads static imports only)
+    importlib.import_module("effbert.models.auto").register_students()
 
 
 class _RegisterAfterTransformers(importlib.abc.MetaPathFinder):
@@ -57,3 +63,9 @@ if "transformers" in sys.modules:
     _register()
 elif not any(isinstance(finder, _RegisterAfterTransformers) for finder in sys.meta_path):
     sys.meta_path.insert(0, _RegisterAfterTransformers())
+
+
+def remove_registration_hook() -> None:
+    """Stop registering the students when transformers is imported (the ``effbert`` command calls this)."""
+    for finder in [f for f in sys.meta_path if isinstance(f, _RegisterAfterTransformers)]:
+        sys.meta_path.remove(finder)

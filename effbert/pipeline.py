@@ -37,19 +37,24 @@ def _environment(root: Path) -> dict[str, str]:
 
 
 def write_params(root: Path, params_file: Path, overrides: list[str]) -> params_mod.Params:
-    """Merge ``params_file`` and ``overrides``, validate, and write the result to ``root/params.yaml``.
+    """Merge ``params_file`` (a profile such as ``params/demo.yaml``) and ``overrides``, validate, and write the
+    result to the workspace file ``root/params.yaml``, the one DVC reads.
 
-    The file is left untouched (comments included) when it already spells out exactly these params.
+    The profile itself is never written; the workspace file is left untouched (comments included) when it already
+    spells out exactly these params.
     """
     raw = params_mod.read_yaml(params_file)
     merged = params_mod.apply_overrides(raw, overrides)
     validated = params_mod.validate(merged, params_file if not overrides else f"{params_file} (with --set)")
-    validated = materialise_hub_sources(root, validated)
+    validated = materialize_hub_sources(root, validated)
     target = root / "params.yaml"
     if target.is_file() and params_mod.read_yaml(target) == validated.model_dump(mode="json"):
         return validated  # already complete and equal: keep the file and its comments
     sets = "".join(f" --set {o}" for o in overrides)
-    header = f"# Written by `effbert run --params {params_file}{sets}`; every key of the schema is spelled out.\n"
+    header = (
+        f"# The workspace params (what DVC reads), written by `effbert run --params {params_file}{sets}`.\n"
+        "# Edit a profile in params/ (or pass --set), not this file; every key of the schema is spelled out.\n"
+    )
     params_mod.write_atomic(target, header + params_mod.dump(validated))
     return validated
 
@@ -77,7 +82,7 @@ def resolve_targets(root: Path, names: list[str]) -> tuple[list[str], list[str]]
     return dvc_targets, outputs
 
 
-def materialise_hub_sources(root: Path, p: params_mod.Params, out: str = "data/hub") -> params_mod.Params:
+def materialize_hub_sources(root: Path, p: params_mod.Params, out: str = "data/hub") -> params_mod.Params:
     """For every data source set to null, fetch it from the datasets hub into ``out`` in the official layout.
 
     The returned params point at the written files, so the DAG has one code path and DVC hashes the data.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import subprocess
 import time
@@ -130,10 +131,11 @@ def read_lineage(directory: Path) -> dict[str, Any] | None:
 class StageRun:
     """The MLflow child run of one stage execution (see :func:`stage_run`)."""
 
-    def __init__(self, mlflow: Any, run_id: str, stage: str) -> None:
+    def __init__(self, mlflow: Any, run_id: str, stage: str, code_tags: Mapping[str, str] | None = None) -> None:
         self._mlflow = mlflow
         self.run_id = run_id
         self.stage = stage
+        self.code_tags = dict(code_tags or {})  # the code version, recorded on this run and on every child run
         self.upstream: list[str] = []
         self.inputs: dict[str, str] = {}
 
@@ -141,6 +143,13 @@ class StageRun:
         clean = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
         if clean:
             self._mlflow.log_metrics(clean, step=step)
+
+    def log_summary(self, metrics: Mapping[str, Any], figure: Path | None = None) -> None:
+        """Log the finite numbers of a stage's ``metrics.json`` record and its figure (under ``plots``)."""
+        numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and math.isfinite(v)}
+        self.log_metrics(numbers)
+        if figure is not None:
+            self.log_artifact(figure, "plots")
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         if path.is_dir():
@@ -187,7 +196,8 @@ class StageRun:
         metrics: Mapping[str, float],
         tags: Mapping[str, str] | None = None,
     ) -> str:
-        """Record a finished unit of work (a search candidate) as a nested run under this stage's run.
+        """Record a finished unit of work (a search candidate) as a nested run under this stage's run, with the same
+        code version (git commit, code digest) as the stage's run.
 
         Returns:
             the child run's id.
@@ -197,6 +207,7 @@ class StageRun:
         client = self._mlflow.MlflowClient()
         parent = client.get_run(self.run_id)
         all_tags = {"mlflow.parentRunId": self.run_id, "mlflow.runName": name, "effbert.stage": self.stage}
+        all_tags.update(self.code_tags)
         child = client.create_run(parent.info.experiment_id, tags={**all_tags, **(tags or {})}, run_name=name)
         now = int(time.time() * 1000)
         client.log_batch(
@@ -303,11 +314,10 @@ def stage_run(
     """
     mlflow = _mlflow(configured_uri, experiment)
     run_name = os.environ.get("DVC_STAGE") or run_name or stage
+    code = {"effbert.version": __version__, "effbert.code_digest": code_digest(), "effbert.git_commit": git_commit()}
     all_tags = {
         "effbert.stage": stage,
-        "effbert.version": __version__,
-        "effbert.code_digest": code_digest(),
-        "effbert.git_commit": git_commit(),
+        **code,
         "dvc.stage": run_name,
         "dvc.exp": os.environ.get("DVC_EXP_NAME", ""),
         "slurm.job_id": os.environ.get("SLURM_JOB_ID", ""),
@@ -319,7 +329,7 @@ def stage_run(
         for start in range(0, len(flat), 100):
             chunk = dict(list(flat.items())[start : start + 100])
             mlflow.log_params({k: json.dumps(v) if not isinstance(v, str) else v for k, v in chunk.items()})
-        yield StageRun(mlflow, run.info.run_id, stage)
+        yield StageRun(mlflow, run.info.run_id, stage, code)
 
 
 @contextmanager

@@ -24,7 +24,7 @@ def test_summary_relates_each_model_to_the_teacher(tmp_path: Path) -> None:
     write_metrics(evals, "teacher", "sst2", 0.8)
     write_metrics(evals, "student", "sst2", 0.76)
     write_metrics(evals, "student", "mrpc", 0.7)  # no teacher row: no ratio
-    table = eval_summary.run(evals, out)
+    table = eval_summary.summarize(evals, out)
     rows = {(r["model"], r["task"]): r for r in table.to_dict("records")}
     assert rows[("student", "sst2")]["vs_teacher"] == pytest.approx(0.95)
     assert rows[("teacher", "sst2")]["vs_teacher"] == pytest.approx(1.0)
@@ -38,4 +38,4 @@ def test_summary_relates_each_model_to_the_teacher(tmp_path: Path) -> None:
 def test_summary_without_metrics_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "eval").mkdir()
     with pytest.raises(EffbertError, match=r"no \*/\*/metrics\.json"):
-        eval_summary.run(tmp_path / "eval", tmp_path)
+        eval_summary.summarize(tmp_path / "eval", tmp_path)

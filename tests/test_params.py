@@ -11,19 +11,34 @@ from effbert import params
 from effbert.errors import ParamsError
 from tests.conftest import ROOT, run_cli
 
-PROFILES = [ROOT / "params.yaml", ROOT / "params" / "smoke.yaml", ROOT / "params" / "paper.yaml"]
+PROFILES = [ROOT / "params" / "demo.yaml", ROOT / "params" / "smoke.yaml", ROOT / "params" / "paper.yaml"]
 
 
 @pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.name)
 def test_profiles_are_complete_and_valid(path: Path) -> None:
     raw = params.read_yaml(path)
     validated = params.load(path)
-    # complete: every key of the schema is spelled out, so DVC finds every tracked key
+    # complete: every key of the schema is spelled out (an unset search.proxy_task is filled in from tasks)
+    if raw["search"]["proxy_task"] is None:
+        raw["search"]["proxy_task"] = validated.proxy_task
     assert raw == validated.model_dump(mode="json")
 
 
+def test_unset_proxy_task_is_the_first_sentence_task(tmp_path: Path) -> None:
+    raw = params.read_yaml(ROOT / "params" / "smoke.yaml")
+    assert raw["search"]["proxy_task"] is None
+    assert params.validate(raw).proxy_task == "sst2"
+    assert params.validate(params.apply_overrides(raw, ["tasks=[squad_v1, wnli]"])).proxy_task == "wnli"
+    assert params.validate(params.apply_overrides(raw, ["tasks=[rte, mrpc]"])).search.proxy_task == "rte"
+    with pytest.raises(ParamsError) as err:
+        params.validate(params.apply_overrides(raw, ["tasks=[squad_v1]"]), "p.yaml")
+    message = str(err.value)
+    assert message.startswith("p.yaml: search.proxy_task is unset and tasks ['squad_v1'] hold no sentence task")
+    assert "set search.proxy_task" in message and "\n" not in message
+
+
 def test_profiles_share_the_fixed_names() -> None:
-    demo = params.load(ROOT / "params.yaml")
+    demo = params.load(ROOT / "params" / "demo.yaml")
     assert demo.tasks == ["sst2", "mrpc", "squad_v1"]
     paper = params.load(ROOT / "params" / "paper.yaml")
     assert paper.finetune_teacher.model == "bert-base-uncased"
@@ -64,13 +79,13 @@ def _write(tmp_path: Path, mutate: dict) -> Path:
         ({"finetune_teacher.epochs": "many"}, "finetune_teacher.epochs: Input should be a valid number"),
         ({"data.max_seq_length": 4096}, "data.max_seq_length: Input should be less than or equal to 512"),
         ({"data.heldout_fraction": 1.5}, "data.heldout_fraction: Input should be less than 1"),
-        ({"tasks": ["sst2", "sst3"]}, "tasks: Value error, unknown task 'sst3'"),
+        ({"tasks": ["sst2", "sst3"]}, "tasks: unknown task 'sst3'"),
         ({"seed": -1}, "seed: Input should be greater than or equal to 0"),
         ({"finetune_teacher.task_overrides": {"nope": {}}}, "unknown task 'nope'"),
         ({"search.proxy_task": "cola"}, "search.proxy_task='cola' must be one of tasks"),
         ({"search.proxy_task": "squad_v1"}, "search.proxy_task='squad_v1': use a classification task"),
         ({"search.strategy": "bayes"}, "search.strategy: Input should be 'lanas', 'evolution' or 'random'"),
-        ({"search.param_window": [16.0e6, 15.0e6]}, "search.param_window: Value error, must be [low, high]"),
+        ({"search.param_window": [16.0e6, 15.0e6]}, "search.param_window: must be [low, high]"),
         ({"search.latency.runs": 5}, "search.latency.runs: Input should be greater than or equal to 20"),
     ],
 )
@@ -120,3 +135,20 @@ def test_check_params_cli(tmp_path: Path) -> None:
     assert good.returncode == 0 and "finetune_teacher:" in good.stdout
     bad = run_cli(["effbert", "check-params", str(_write(tmp_path, {"evaluate.n_best": 0}))], tmp_path)
     assert bad.returncode == 2 and "evaluate.n_best" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_profile_run_never_rewrites_another_profile(project: Path) -> None:
+    """`effbert run --params params/smoke.yaml` writes the workspace params.yaml only; `make demo` (the demo profile)
+    then writes the demo's params again, whatever ran before."""
+    demo_before = (project / "params" / "demo.yaml").read_bytes()
+    smoke = run_cli(["effbert", "run", "--params", "params/smoke.yaml", "--engine", "snakemake", "--dry-run"], project)
+    assert smoke.returncode == 0, smoke.stderr
+    assert (project / "params" / "demo.yaml").read_bytes() == demo_before
+    workspace = params.load(project / "params.yaml")
+    assert workspace == params.load(project / "params" / "smoke.yaml")
+    assert "--params params/smoke.yaml" in (project / "params.yaml").read_text().splitlines()[0]
+    demo = run_cli(["effbert", "run", "--params", "params/demo.yaml", "--engine", "snakemake", "--dry-run"], project)
+    assert demo.returncode == 0, demo.stderr
+    assert params.load(project / "params.yaml") == params.load(project / "params" / "demo.yaml")
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert "effbert run --params params/demo.yaml" in makefile  # make demo names its profile

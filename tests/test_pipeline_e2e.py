@@ -172,6 +172,40 @@ def test_second_run_executes_no_stage(first_run: tuple[Path, dict[str, float], f
     assert json.loads(status.stdout) == {}
 
 
+def test_every_stage_loaded_only_code_its_deps_list(first_run: tuple[Path, dict[str, float], float]) -> None:
+    """What each stage process really imported (recorded in its outputs' lineage.json) is in its code deps."""
+    project, _, _ = first_run
+    for stage in dag.load_stages(project):
+        if stage.optional:
+            continue
+        for out in stage.outs:
+            modules = json.loads((project / out / "lineage.json").read_text())["modules"]
+            assert modules, (stage.name, out)
+            assert set(modules) <= set(stage.deps), (stage.name, sorted(set(modules) - set(stage.deps)))
+            assert "effbert/cli.py" in modules and "effbert/runtime.py" in modules
+
+
+def test_editing_a_module_reruns_exactly_the_stages_that_import_it(
+    first_run: tuple[Path, dict[str, float], float],
+) -> None:
+    project, _, _ = first_run
+    module = project / "effbert/data/qa_features.py"
+    original = module.read_text(encoding="utf-8")
+    importers = {s.name for s in dag.load_stages(project) if "effbert/data/qa_features.py" in s.deps}
+    importers -= {s.name for s in dag.load_stages(project) if s.optional}
+    assert {"evaluate@student-squad_v1", "evaluate@teacher-squad_v1", "predict_test"} <= importers
+    assert "eval_summary" not in importers and "prepare_corpus" not in importers
+    module.write_text(original + "\n# an edit\n", encoding="utf-8")
+    try:
+        status = run_cli(["dvc", "status", "dvc.yaml", "--json"], project)
+        assert status.returncode == 0, status.stderr
+        assert set(json.loads(status.stdout)) == importers
+    finally:
+        module.write_text(original, encoding="utf-8")
+    status = run_cli(["dvc", "status", "dvc.yaml", "--json"], project)
+    assert json.loads(status.stdout) == {}
+
+
 def test_lineage_explains_a_metric(first_run: tuple[Path, dict[str, float], float]) -> None:
     project, _, _ = first_run
     result = run_cli(["effbert", "lineage", "results/eval/teacher/sst2/metrics.json"], project)
@@ -214,6 +248,10 @@ def test_lineage_explains_a_metric(first_run: tuple[Path, dict[str, float], floa
     winner = json.loads((project / "results/search_stage1/winner.json").read_text())
     assert len(children) == 3 and winner["candidate_run_id"] in {c.info.run_id for c in children}
     assert all("fitness" in c.data.metrics and "architecture" in c.data.params for c in children)
+    stage_tags = client.get_run(stage_run).data.tags
+    for child in children:  # every candidate run records the code version, like the stage run
+        for tag in ("effbert.git_commit", "effbert.code_digest"):
+            assert child.data.tags[tag] == stage_tags[tag]
     missing = run_cli(["effbert", "lineage", "no-such-run"], project)
     assert missing.returncode == 2 and "not found" in missing.stderr
 

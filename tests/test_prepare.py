@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from effbert.data import prepare
+from effbert.data.fingerprint import fingerprint
 from effbert.errors import EffbertError
 from effbert.models.teacher import load_tokenizer, resolve_source
 
@@ -45,10 +46,10 @@ def test_tokenize_pairs_truncates_and_keeps_labels() -> None:
         {"idx": 0, "text_a": "a b c " * 50, "text_b": "d e " * 50, "label": 1},
         {"idx": 1, "text_a": "x", "text_b": "y", "label": 0},
     ]
-    ds = prepare.tokenize_pairs(rows, tokenizer, 32, prepare.fingerprint("t"))
+    ds = prepare.tokenize_pairs(rows, tokenizer, 32, fingerprint("t"))
     assert len(ds[0]["input_ids"]) == 32 and ds["label"] == [1, 0]
     assert set(ds[0]["token_type_ids"]) == {0, 1}  # both segments survive longest-first truncation
-    again = prepare.tokenize_pairs(rows, tokenizer, 32, prepare.fingerprint("t"))
+    again = prepare.tokenize_pairs(rows, tokenizer, 32, fingerprint("t"))
     assert again._fingerprint == ds._fingerprint  # deterministic fingerprints keep saved bytes stable
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from effbert.data.tasks import TASKS, get_task
 from effbert.errors import EffbertError
-from effbert.submission import (
+from effbert.eval.submission import (
     GLUE_SERVER_FILES,
     GLUE_SERVER_ROWS,
     TSV_HEADER,

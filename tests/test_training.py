@@ -10,9 +10,11 @@ import torch
 
 from effbert.data import prepare
 from effbert.data.tasks import get_task
-from effbert.inference import predict_logits
+from effbert.eval.inference import predict_logits
+from effbert.eval.scoring import SELECTION, span_metrics
 from effbert.models.teacher import load_tokenizer, resolve_source
-from effbert.training import SELECTION, make_trainer, span_metrics
+from effbert.params import TrainingPhase
+from effbert.training import build_trainer, training_arguments
 from tests.conftest import SHARED_DATA, require_shared_data
 
 
@@ -37,27 +39,21 @@ def test_span_qa_heldout_score_matches_posthoc_evaluation(tmp_path: Path, group_
     train = prepare.tokenize_squad(examples, tokenizer, **window, for_training=True, fp="t")
     features = prepare.tokenize_squad(examples, tokenizer, **window, for_training=False, fp="e")
     model = _tiny_qa_model(tokenizer.vocab_size)
-    trainer = make_trainer(
-        get_task("squad_v1"),
-        model,
-        tokenizer,
-        train,
-        features,
-        prepare.as_dataset(examples, "x"),
+    phase = TrainingPhase(
+        learning_rate=1e-3, epochs=1, batch_size=16, warmup_ratio=0.0, weight_decay=0.0, max_grad_norm=1.0
+    )
+    args = training_arguments(
+        phase,
         output_dir=tmp_path,
         seed=0,
-        learning_rate=1e-3,
-        epochs=1,
-        batch_size=16,
-        eval_batch_size=8,
-        warmup_ratio=0.0,
-        weight_decay=0.0,
-        max_grad_norm=1.0,
-        eval_steps=100,
+        save_steps=100,
         save_total_limit=1,
-        bf16=False,
+        select_on_heldout=True,
+        eval_batch_size=8,
         group_by_length=group_by_length,
     )
+    examples_ds = prepare.as_dataset(examples, "x")
+    trainer = build_trainer(get_task("squad_v1"), model, tokenizer, args, train, features, examples_ds)
     during = trainer.evaluate()[f"eval_{SELECTION}"]
     start, end = predict_logits(model, features, tokenizer, 8, "cpu")
     after, _ = span_metrics(get_task("squad_v1"), examples, features, start, end)

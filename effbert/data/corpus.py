@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 from effbert.data.textio import read_utf8
 from effbert.errors import DataFormatError
@@ -168,3 +169,41 @@ def pack_sentences(token_lists: list[list[int]], max_tokens: int) -> list[list[i
     if current:
         chunks.append(current)
     return chunks
+
+
+def pack_corpus(documents: list[list[str]], tokenizer: Any, max_seq_length: int, fp: str) -> tuple[Any, dict[str, Any]]:
+    """Tokenise the documents and pack each one's sentences into ``[CLS] sentences... [SEP]`` rows.
+
+    Args:
+        documents: from :func:`read_documents`.
+        tokenizer: the teacher's tokenizer.
+        max_seq_length: the longest row, special tokens included.
+        fp: the dataset's fingerprint (keeps the saved Arrow bytes stable).
+
+    Returns:
+        (a ``datasets.Dataset`` with ``doc``, ``input_ids``, ``attention_mask``; counts: documents, sequences,
+        tokens, mean length).
+
+    Raises:
+        ValueError: no row came out of the documents.
+    """
+    import datasets
+
+    budget = max_seq_length - 2  # room for [CLS] and [SEP]
+    rows: list[dict[str, Any]] = []
+    for doc_id, sentences in enumerate(documents):
+        ids = tokenizer(sentences, add_special_tokens=False)["input_ids"]
+        for chunk in pack_sentences(ids, budget):
+            input_ids = [tokenizer.cls_token_id, *chunk, tokenizer.sep_token_id]
+            rows.append({"doc": doc_id, "input_ids": input_ids, "attention_mask": [1] * len(input_ids)})
+    if not rows:
+        raise ValueError("the corpus produced no sequences")
+    dataset = datasets.Dataset.from_list(rows).flatten_indices(new_fingerprint=fp)
+    lengths = [len(r["input_ids"]) for r in rows]
+    counts = {
+        "documents": len(documents),
+        "sequences": len(rows),
+        "tokens": sum(lengths),
+        "mean_length": sum(lengths) / len(lengths),
+    }
+    return dataset, counts

@@ -1,23 +1,26 @@
-"""Turn parsed GLUE/SQuAD examples into tokenised ``datasets.Dataset`` splits (no file writing here).
+"""Turn a task's official files into tokenised ``datasets.Dataset`` splits (reads the files, writes nothing).
 
 The held-out slice used for checkpoint selection is cut from *train*, never from dev, so reported dev numbers
-are not selection-biased. SQuAD questions are held out by whole paragraph, so no context is seen on both sides of the cut.
+are not selection-biased. SQuAD questions are held out by whole paragraph, so no context is seen on both sides of
+the cut.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import logging
 import random
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-from effbert.data import qa_features
+from effbert.data import glue, qa_features, squad
+from effbert.data.fingerprint import fingerprint
+from effbert.data.sources import source_path
+from effbert.data.tasks import TaskSpec, get_task
+from effbert.params import DataParams
+from effbert.tracking import path_digest
 
-
-def fingerprint(*parts: Any) -> str:
-    """A deterministic datasets fingerprint from JSON-serialisable parts (keeps saved Arrow bytes stable)."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+log = logging.getLogger(__name__)
 
 
 def split_heldout(
@@ -118,3 +121,91 @@ def tokenize_squad(
         new_fingerprint=fp,
         desc="windows",
     )
+
+
+def _read_split(data: DataParams, root: Path, task: str, split: str, labelled: bool) -> list[dict[str, Any]]:
+    spec = get_task(task)
+    path = source_path(data, root, task, split)
+    if spec.is_squad:
+        return squad.read_squad(path, version_2=task == "squad_v2", labelled=labelled)
+    return glue.read_glue_split(task, path, labelled=labelled)
+
+
+def _tokenize_rows(
+    spec: TaskSpec, data: DataParams, rows: list[dict[str, Any]], tokenizer: Any, base_fp: list[Any], name: str
+) -> dict[str, Any]:
+    """One evaluated split's datasets: SQuAD gives ``<name>_examples`` beside the window features ``<name>``."""
+    if not spec.is_squad:
+        return {name: tokenize_pairs(rows, tokenizer, data.max_seq_length, fingerprint(base_fp, name))}
+    return {
+        f"{name}_examples": as_dataset(rows, fingerprint(base_fp, name, "examples")),
+        name: tokenize_squad(rows, tokenizer, **_window(data), for_training=False, fp=fingerprint(base_fp, name)),
+    }
+
+
+def _window(data: DataParams) -> dict[str, int]:
+    """SQuAD's sliding-window settings."""
+    return {
+        "max_seq_length": data.max_seq_length,
+        "doc_stride": data.doc_stride,
+        "max_query_length": data.max_query_length,
+    }
+
+
+def prepare_task(
+    data: DataParams, root: Path, task: str, tokenizer: Any, tokenizer_name: str, seed: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read every split of ``task``, cut the held-out slice from train, tokenise.
+
+    Args:
+        data: the ``data`` params section (folders, caps, held-out slice, sequence lengths).
+        root: the project root the data folders are relative to.
+        task: task id.
+        tokenizer: the teacher's tokenizer.
+        tokenizer_name: its params name (``finetune_teacher.model``), recorded in ``meta``.
+        seed: the held-out cut's and subsampling's seed.
+
+    Returns:
+        (datasets by split name, meta record: counts, labels, tokenizer, sha256 of every source file read).
+    """
+    spec = get_task(task)
+    base_fp = [task, seed, data.model_dump(mode="json"), tokenizer_name]
+    sources: dict[str, str] = {}
+
+    def read(split: str, labelled: bool = True) -> list[dict[str, Any]]:
+        path = source_path(data, root, task, split)
+        sources[split] = path_digest(path) if path.is_file() else ""
+        return _read_split(data, root, task, split, labelled)
+
+    train_all = read("train")
+    group = "context" if spec.is_squad else None
+    train, heldout = split_heldout(train_all, data.heldout_fraction, data.max_heldout_examples, seed, group)
+    train = subsample(train, data.train_limit(task), seed)
+    evals = {"heldout": heldout}
+    for split in spec.dev_splits:
+        rows = read(split)
+        evals[split] = rows[: data.max_eval_examples] if data.max_eval_examples else rows
+    out: dict[str, Any] = {}
+    if spec.is_squad:
+        fp = fingerprint(base_fp, "train")
+        out["train"] = tokenize_squad(train, tokenizer, **_window(data), for_training=True, fp=fp)
+        for name, rows in evals.items():
+            out.update(_tokenize_rows(spec, data, rows, tokenizer, base_fp, name))
+    else:
+        for name, rows in {"train": train, **evals}.items():
+            out.update(_tokenize_rows(spec, data, rows, tokenizer, base_fp, name))
+    for split in spec.test_splits:
+        if not source_path(data, root, task, split).is_file():
+            log.info("%s: no %s file, skipping (only needed for test-set predictions)", task, split)
+            continue
+        out.update(_tokenize_rows(spec, data, read(split, labelled=False), tokenizer, base_fp, split))
+    meta = {
+        "task": task,
+        "kind": spec.kind,
+        "labels": list(spec.labels),
+        "tokenizer": tokenizer_name,
+        "counts": {name: len(ds) for name, ds in out.items()},
+        "examples": {"train": len(train), **{name: len(rows) for name, rows in evals.items()}},
+        "source_sha256": sources,
+    }
+    return out, meta

@@ -1,9 +1,11 @@
-"""Knowledge distillation for EfficientBERT: teacher signal capture and the distillation losses."""
+"""Knowledge distillation shared by the methods: teacher signal capture (`teacher_signals`), the losses
+(`losses`), the student + objective as one trainable module (`trainer`) and the ``fit_dense`` file (`projection`)."""
 
 from effbert.distill.losses import (
     DistillationLoss,
     HiddenStateLoss,
     attention_score_loss,
+    check_pair,
     layer_map,
     regression_loss,
     soft_cross_entropy,
@@ -23,6 +25,7 @@ __all__ = [
     "TeacherSignals",
     "attention_score_loss",
     "capture",
+    "check_pair",
     "forward_with_signals",
     "layer_map",
     "recording_scores",

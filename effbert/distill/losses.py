@@ -73,6 +73,31 @@ def layer_map(student_layers: int, teacher_layers: int) -> list[int]:
     return [layer * interval for layer in range(1, student_layers + 1)]
 
 
+class PairingError(ValueError):
+    """A student the objective cannot pair with a teacher; ``what`` is ``heads`` or ``layers``."""
+
+    def __init__(self, what: Literal["heads", "layers"], message: str) -> None:
+        super().__init__(message)
+        self.what = what
+
+
+def check_pair(student_layers: int, student_heads: int, teacher_layers: int, teacher_heads: int) -> None:
+    """Whether the objective can pair a student with a teacher: equal head counts (the attention-score loss) and a
+    uniform layer map.
+
+    Raises:
+        PairingError: naming what does not fit (heads first, then layers).
+    """
+    if student_heads != teacher_heads:
+        raise PairingError(
+            "heads", f"the attention-score loss needs the teacher's head count ({teacher_heads}), not {student_heads}"
+        )
+    try:
+        layer_map(student_layers, teacher_layers)
+    except ValueError as err:
+        raise PairingError("layers", str(err)) from None
+
+
 class HiddenStateLoss(nn.Module):
     """Hidden-state ("ffn") loss with one shared ``fit_dense`` projection from student to teacher width.
 

@@ -8,7 +8,8 @@ training, bf16 autocast and callbacks; distillation only needs a model whose for
 the frozen teacher and the student and returns every loss term; in evaluation mode it runs the student alone, so
 held-out selection scores the student exactly as it will be saved.
 
-:class:`DistillationTrainerMixin` adds the loss terms (attention, hidden, prediction) to the Trainer's logs.
+:class:`DistillationTrainerMixin` adds the loss terms (attention, hidden, prediction) to the Trainer's logs;
+:func:`fit` trains a :class:`DistillationModule` with them (resuming from a killed run's checkpoint).
 """
 
 from __future__ import annotations
@@ -21,15 +22,15 @@ import torch
 from torch import nn
 from transformers.utils import ModelOutput
 
+from effbert.data.tasks import TaskSpec
 from effbert.distill.losses import DistillationLoss
 from effbert.distill.teacher_signals import capture, forward_with_signals
+from effbert.training import TrainingOutcome, build_trainer, train
 
-__all__ = ["KD_TERMS", "DistillationModule", "DistillationOutput", "DistillationTrainerMixin"]
+__all__ = ["KD_TERMS", "DistillationModule", "DistillationOutput", "DistillationTrainerMixin", "fit"]
 
 KD_TERMS = ("attention", "hidden", "prediction")
 """The loss terms a training step reports next to the total."""
-
-_MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 @dataclass
@@ -125,3 +126,35 @@ class DistillationTrainerMixin:
             logs = {**logs, **{f"kd_{term}": total / count for term, total in self._kd_sums.items()}}
             self._kd_sums, self._kd_count = dict.fromkeys(KD_TERMS, 0.0), 0
         super().log(logs, *args, **kwargs)  # type: ignore[misc]
+
+
+def fit(
+    module: nn.Module,
+    tokenizer: Any,
+    train_rows: Any,
+    args: Any,
+    *,
+    spec: TaskSpec | None = None,
+    heldout: Any = None,
+    heldout_examples: Any = None,
+    callbacks: list[Any] | None = None,
+    resume: bool = True,
+) -> TrainingOutcome:
+    """Distil: train ``module`` (a :class:`DistillationModule` or another module returning
+    :class:`DistillationOutput`) with the KD terms logged, resuming from a checkpoint in ``args.output_dir``.
+
+    Args:
+        module: the student with its objective.
+        tokenizer: pads the batches.
+        train_rows: the tokenised training rows (corpus, or a task's train split).
+        args: `effbert.training.training_arguments`.
+        spec: the task for task KD (held-out selection), None for task-agnostic KD.
+        heldout: held-out features for selection (task KD).
+        heldout_examples: span QA only: the held-out examples.
+        callbacks: extra ``TrainerCallback`` objects.
+        resume: look for a checkpoint to continue from.
+    """
+    trainer = build_trainer(
+        spec, module, tokenizer, args, train_rows, heldout, heldout_examples, callbacks, mixin=DistillationTrainerMixin
+    )
+    return train(trainer, resume=resume)

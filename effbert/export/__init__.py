@@ -1,10 +1,7 @@
-"""Exporting a final student: ONNX export with a parity check (`onnx`), the model card (`model_card`) and the MLflow
-``python_function`` model that the registry holds (`pyfunc`, imported on demand: it needs MLflow).
+"""Exporting a final student: ONNX export with a parity check (`onnx`), the ``onnx.json`` record of an export with
+its latency beside PyTorch (`onnx_report`), the model card's facts gathered from files (`card_facts`) and its text
+(`model_card`, pure), and the MLflow ``python_function`` model that the registry holds (`pyfunc`, it needs MLflow).
 
-No module here reads or writes files or talks to a tracking store; `effbert.stages.export` does.
+Import the modules themselves: this package imports none of them, so that using one (`card_facts` in
+``final_distill``) does not make the others (torch, ONNX, MLflow code) code dependencies of a stage.
 """
-
-from effbert.export.model_card import ModelCardFacts, render_model_card
-from effbert.export.onnx import OnnxRuntimeModel, onnx_bytes, parity
-
-__all__ = ["ModelCardFacts", "OnnxRuntimeModel", "onnx_bytes", "parity", "render_model_card"]

@@ -17,8 +17,8 @@ from typing import Any, Literal
 import yaml
 
 from effbert.data.tasks import TaskSpec, get_task
-from effbert.models.architecture import Architecture
-from effbert.search.hall_of_fame import describe_layer
+from effbert.methods.efficientbert.architecture import Architecture
+from effbert.methods.efficientbert.search.hall_of_fame import describe_layer
 
 __all__ = [
     "SECTIONS",
@@ -138,7 +138,7 @@ class LineageFacts:
 
 @dataclass(frozen=True)
 class LatencyRow:
-    """Median latency of PyTorch and ONNX Runtime at one shape (`effbert.bench` protocol).
+    """Median latency of PyTorch and ONNX Runtime at one shape (`effbert.measure.latency` protocol).
 
     Attributes:
         batch_size: B.
@@ -414,7 +414,7 @@ def _onnx(onnx: OnnxFacts) -> list[str]:
         "`token_type_ids` (int64, dynamic batch and sequence axes).",
         f"- Parity: max |ONNX Runtime - PyTorch| = {onnx.max_abs_diff:.2e} over {onnx.rows} real dev rows "
         f"(tolerance {onnx.tolerance:.0e}: {verdict}).",
-        f"- Latency (effbert.bench protocol: median of {onnx.runs} runs, interleaved; {onnx.device}, "
+        f"- Latency (effbert.measure.latency protocol: median of {onnx.runs} runs, interleaved; {onnx.device}, "
         f"{onnx.threads} intra-op threads, {onnx.machine}):",
         "",
         "| batch | sequence | PyTorch ms | ONNX Runtime ms | PyTorch / ONNX Runtime |",

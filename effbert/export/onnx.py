@@ -7,8 +7,9 @@ The TorchScript exporter (``dynamo=False``) is used: it exports the student in a
 exporter takes ten, with the same parity.
 
 :class:`OnnxRuntimeModel` runs those bytes in an ``onnxruntime.InferenceSession`` on the CPU behind an
-``nn.Module`` interface, so :func:`effbert.bench.compare_latency` (the project's one latency protocol) times it side
-by side with the PyTorch model. :func:`parity` compares both on real batches. Nothing here reads or writes files.
+``nn.Module`` interface, so :func:`effbert.measure.latency.compare_latency` (the project's one latency protocol)
+times it side by side with the PyTorch model. :func:`parity` compares both on real batches. Nothing here reads or
+writes files.
 """
 
 from __future__ import annotations
@@ -149,7 +150,7 @@ class OnnxRuntimeModel(nn.Module):
 
     Args:
         model_bytes: a graph from :func:`onnx_bytes`.
-        config: the PyTorch model's config (`effbert.bench.compare_latency` reads ``vocab_size`` and
+        config: the PyTorch model's config (`effbert.measure.latency.compare_latency` reads ``vocab_size`` and
             ``max_position_embeddings`` from it).
         threads: ONNX Runtime intra-op threads; None takes torch's current thread count, so both sides of a
             comparison run with the same number.

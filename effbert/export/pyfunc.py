@@ -11,7 +11,7 @@ tokenisation / span-decoding settings the student was evaluated with). Once regi
 Input columns: ``text_a`` (and ``text_b`` for sentence-pair tasks) for GLUE tasks; ``question`` and ``context``
 (``id`` optional) for SQuAD. Output: a DataFrame with ``label`` and ``probability`` (classification), ``score``
 (regression) or ``answer`` (span QA), one row per input row. Tokenisation, batching and answer decoding are the
-ones the evaluation uses (`effbert.data.prepare`, `effbert.inference`, `effbert.data.qa_features`). Loading needs
+ones the evaluation uses (`effbert.data.prepare`, `effbert.eval.inference`, `effbert.data.qa_features`). Loading needs
 the ``effbert`` package importable (the class is pickled by reference). No tracking-store I/O here.
 """
 
@@ -146,10 +146,9 @@ class EffBertPyfunc(PythonModel):
         """
         import torch
 
-        from effbert.models.registration import register
-        from effbert.models.teacher import load_task_model, load_tokenizer
+        from effbert.models.auto import load_task_model
+        from effbert.models.teacher import load_tokenizer
 
-        register()
         self.config = dict(context.model_config or {})
         if "task" not in self.config:
             raise EffbertError(
@@ -193,9 +192,10 @@ class EffBertPyfunc(PythonModel):
         """Labels with their probabilities (or regression scores) for GLUE rows."""
         import torch
 
-        from effbert.data.prepare import fingerprint, tokenize_pairs
-        from effbert.inference import predict_logits
-        from effbert.training import logits_to_predictions
+        from effbert.data.fingerprint import fingerprint
+        from effbert.data.prepare import tokenize_pairs
+        from effbert.eval.inference import predict_logits
+        from effbert.eval.scoring import logits_to_predictions
 
         texts_b = frame["text_b"].fillna("") if "text_b" in frame.columns else [""] * len(frame)
         examples = [
@@ -219,9 +219,10 @@ class EffBertPyfunc(PythonModel):
 
     def _answers(self, spec: TaskSpec, frame: pd.DataFrame) -> pd.DataFrame:
         """Answer texts (slices of each context) for SQuAD rows."""
-        from effbert.data.prepare import fingerprint, tokenize_squad
+        from effbert.data.fingerprint import fingerprint
+        from effbert.data.prepare import tokenize_squad
         from effbert.data.qa_features import postprocess_predictions
-        from effbert.inference import predict_logits
+        from effbert.eval.inference import predict_logits
 
         ids = [str(i) for i in frame["id"]] if "id" in frame.columns else [str(i) for i in range(len(frame))]
         if len(set(ids)) != len(ids):

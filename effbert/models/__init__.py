@@ -1,8 +1,2 @@
-"""The models: the teacher (an unmodified Hugging Face BERT) and the EfficientBERT student family.
-
-Importing this package registers the student with transformers' Auto classes (see `registration`).
-"""
-
-from effbert.models.registration import register
-
-register()
+"""Model sources and loading shared by every method: where a teacher comes from and how its task head is built
+(`teacher`), and loading any saved teacher or student directory through the Auto classes (`auto`)."""

@@ -14,8 +14,10 @@ import importlib.metadata
 from pathlib import Path
 from typing import Any
 
+from effbert import tracking
 from effbert.data.tasks import TaskSpec
 from effbert.errors import EffbertError
+from effbert.params import Params
 
 DIST_PREFIX = "dist:"
 
@@ -47,6 +49,11 @@ def resolve_source(source: str, root: Path | None = None) -> str:
     return source  # a hub name
 
 
+def teacher_source(params: Params) -> str:
+    """The pre-trained teacher ``finetune_teacher.model`` as ``from_pretrained`` takes it (local dir or hub name)."""
+    return resolve_source(params.finetune_teacher.model, tracking.project_root())
+
+
 def load_tokenizer(source: str) -> Any:
     """The fast tokenizer of a resolved source."""
     from transformers import AutoTokenizer
@@ -68,19 +75,3 @@ def build_task_model(source: str, spec: TaskSpec) -> Any:
         kwargs["label2id"] = {label: i for i, label in enumerate(spec.labels)}
         kwargs["problem_type"] = "single_label_classification"
     return AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
-
-
-def load_task_model(model_dir: str, spec: TaskSpec) -> Any:
-    """A fine-tuned model directory with the head ``spec`` needs; checks the label list it was trained with."""
-    from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification
-
-    if spec.kind == "span":
-        return AutoModelForQuestionAnswering.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
-    if spec.kind == "classification":
-        saved = [model.config.id2label[i] for i in range(model.config.num_labels)]
-        if saved != list(spec.labels):
-            raise EffbertError(
-                f"{model_dir}: model labels {saved} differ from the task's fixed list {list(spec.labels)}"
-            )
-    return model

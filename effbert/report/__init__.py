@@ -1,5 +1,11 @@
-"""The final report: published reference numbers (`paper`), HTML/Markdown rendering and figures (`render`).
+"""The final report: the run's results beside the published ones, as self-contained HTML and Markdown.
 
-Both modules are pure apart from `paper.load_paper_results` reading the package data ``paper_results.json``; the
-stage ``effbert/stages/report.py`` collects the pipeline's outputs, measures size and speed, and writes the files.
+- `paper`: the published reference numbers (package data ``paper_results.json``), each citing its paper and table;
+- `inputs`: where the pipeline's outputs are (`inputs.ReportPaths`) and reading them (`inputs.collect`);
+- `measurements`: size and speed of the student, the teacher and a random-init BERT-base;
+- `sections`: the document's sections as blocks (pure functions of the params and the collected inputs);
+- `document`: the whole report dict, its figures and its headline metrics;
+- `render`: HTML and Markdown rendering and the report's own figures (pure).
+
+The stage ``effbert/stages/report.py`` calls them in that order and writes the files.
 """

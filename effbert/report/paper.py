@@ -4,13 +4,18 @@ The JSON holds one entry per (model, source table): EfficientBERT and the baseli
 (TinyBERT-4, MobileBERT-TINY, BERT-base), each with the data split its numbers are on (``GLUE test``,
 ``SQuAD v1.1 dev``), its metrics per effbert task (x100, as published), and parameters, FLOPs, latency and speed-up
 as published strings with their caveats. Values the references mark [n/a] are absent, never estimated.
+
+Every text a report shows (``source``, ``source_short``, ``notes``, the caveats) cites the papers and their tables
+or sections; ``provenance`` alone names the reference notes effbert's copy was taken from (the package's own
+provenance check reads it), and no report shows it.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -21,6 +26,9 @@ from effbert.errors import EffbertError
 
 PAPER_RESULTS_FILE = "paper_results.json"
 """The package-data file (in ``effbert/report/``) with the published numbers."""
+
+PACKAGE_DATA = ("paper_results.json",)
+"""The package data this module reads (a code dependency of the stages that import it: `effbert.code_deps`)."""
 
 MODEL_ORDER: tuple[str, ...] = ("EfficientBERT", "TinyBERT-4", "MobileBERT-TINY", "BERT-base")
 """The reference models a report shows, in the order of its rows."""
@@ -35,8 +43,12 @@ _TEXT_KEYS = (
     "speedup_caveat",
     "claims_caveat",
     "notes",
+    "provenance",
 )
 _KNOWN_KEYS = frozenset((*_REQUIRED_KEYS, *_TEXT_KEYS, "average", "claims"))
+_SHOWN_KEYS = tuple(key for key in (*_REQUIRED_KEYS[1:5], *_TEXT_KEYS) if key != "provenance")
+"""The text keys a report shows: they cite papers, never a file."""
+_FILE_REFERENCE = re.compile(r"\.md\b|shared/|\.\./")
 
 
 @dataclass(frozen=True)
@@ -47,8 +59,8 @@ class PaperEntry:
         id: unique name of the entry (``efficientbert-survey-glue-test``).
         model: one of `MODEL_ORDER`.
         split: the data the metrics are on, e.g. ``GLUE test`` or ``SQuAD v1.1 dev``.
-        source: the reference file and section, and the original paper.
-        source_short: a few words naming the source, for table labels.
+        source: the paper and its table or section (``Jiao et al., TinyBERT, Findings of EMNLP 2020, Table 1``).
+        source_short: a few words naming the paper and table, for table labels.
         metrics: task -> metric name -> value (x100, as published).
         params: parameter count as published (``"16M"``), or None.
         flops: FLOPs per sequence as published (``"1.2B"``), or None.
@@ -61,6 +73,8 @@ class PaperEntry:
         claims: headline claims (``smaller_than_bert_base`` -> ``"6.9×"``).
         claims_caveat: how the claims were measured, as far as known.
         notes: anything else a reader must know to compare the row.
+        provenance: where effbert's copy of the numbers was taken from (the project's reference notes), or None;
+            never shown in a report.
     """
 
     id: str
@@ -80,6 +94,7 @@ class PaperEntry:
     claims: Mapping[str, str] = field(default_factory=dict)
     claims_caveat: str | None = None
     notes: str | None = None
+    provenance: str | None = None
 
     @property
     def label(self) -> str:
@@ -109,6 +124,9 @@ def _entry(raw: Any, where: str) -> PaperEntry:
     for key in (*_REQUIRED_KEYS[:5], *_TEXT_KEYS):
         if key in raw and not (isinstance(raw[key], str) and raw[key].strip()):
             raise _fail(where, f"{key} must be a non-empty string")
+    for key in _SHOWN_KEYS:
+        if key in raw and _FILE_REFERENCE.search(raw[key]):
+            raise _fail(where, f"{key} is shown in reports: cite the paper and its table, not a file ({raw[key]!r})")
     if raw["model"] not in MODEL_ORDER:
         raise _fail(where, f"model {raw['model']!r} is not one of {', '.join(MODEL_ORDER)}")
     metrics = raw["metrics"]
@@ -153,6 +171,7 @@ def _entry(raw: Any, where: str) -> PaperEntry:
         claims=dict(claims),
         claims_caveat=raw.get("claims_caveat"),
         notes=raw.get("notes"),
+        provenance=raw.get("provenance"),
     )
 
 
@@ -227,11 +246,6 @@ def rows_for_task(entries: Sequence[PaperEntry], task: str) -> list[PaperEntry]:
     return sorted((e for e in entries if task in e.metrics), key=_model_rank)
 
 
-def rows_for_tasks(entries: Sequence[PaperEntry], tasks: Iterable[str]) -> dict[str, list[PaperEntry]]:
-    """`rows_for_task` for each of a profile's tasks, in the profile's order."""
-    return {task: rows_for_task(entries, task) for task in tasks}
-
-
 def size_speed_rows(entries: Sequence[PaperEntry]) -> list[PaperEntry]:
     """The entries that publish a size, FLOPs, a latency, a speed-up or a headline claim, in `MODEL_ORDER`."""
     return sorted((e for e in entries if e.has_size_or_speed), key=_model_rank)
@@ -244,6 +258,5 @@ __all__ = [
     "load_paper_results",
     "parse_paper_results",
     "rows_for_task",
-    "rows_for_tasks",
     "size_speed_rows",
 ]

@@ -1,4 +1,5 @@
-"""Stage ``eval_summary``: every ``results/eval/<model>/<task>/metrics.json`` in one pandas table.
+"""Stage ``eval_summary``: every ``results/eval/<model>/<task>/metrics.json`` in one table
+(`effbert.eval.summary`).
 
 Output ``results/eval_summary/``: ``summary.csv`` (one row per model and task), ``summary.json`` (nested
 ``{model: {task: {metric: value}}}``, registered as DVC metrics) and ``summary.md`` (what ``effbert run`` prints).
@@ -6,61 +7,50 @@ Output ``results/eval_summary/``: ``summary.csv`` (one row per model and task), 
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
+from typing import Any
 
-import pandas as pd
+import click
 
 from effbert.errors import EffbertError
+from effbert.runtime import load_params, params_option, read_json, stage_context, write_json
 
 log = logging.getLogger(__name__)
 
+PARAMS = ("tasks",)
+"""The params this stage reads (dvc.yaml lists the same keys; tests/test_code_deps.py checks it)."""
 
-def collect(eval_dir: Path) -> pd.DataFrame:
-    """One row per (model, task): split, row count, score, score relative to the teacher's, every metric."""
-    records = []
-    for path in sorted(eval_dir.glob("*/*/metrics.json")):
-        record = json.loads(path.read_text(encoding="utf-8"))
-        records.append(
-            {
-                "model": record["model"],
-                "task": record["task"],
-                "split": record["split"],
-                "rows": sum(record["rows"].values()),
-                "score": record["score"],
-                **record["metrics"],
-            }
-        )
-    if not records:
+
+@click.command("eval-summary")
+@click.option("--eval-dir", default="results/eval", show_default=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False))
+@params_option
+def command(eval_dir: str, out: str, params_file: str) -> None:
+    """Collect every results/eval/<model>/<task>/metrics.json into one table (CSV, JSON, Markdown)."""
+    params = load_params(params_file)
+    with stage_context("eval_summary", "eval_summary", params, PARAMS, [Path(out)]) as (run, (tmp,)):
+        for metrics_dir in sorted(Path(eval_dir).glob("*/*")):
+            if metrics_dir.is_dir():
+                run.consume(metrics_dir, f"eval/{metrics_dir.parent.name}/{metrics_dir.name}", context="metrics")
+        table = summarize(Path(eval_dir), tmp)
+        for row in table.to_dict("records"):
+            run.log_metrics(
+                {f"{row['model']}/{row['task']}/{k}": v for k, v in row.items() if k not in ("model", "task")}
+            )
+        run.log_artifact(tmp)
+
+
+def summarize(eval_dir: Path, out_dir: Path) -> Any:
+    """Write ``summary.csv``, ``summary.json`` and ``summary.md`` of every evaluation under ``eval_dir``."""
+    from effbert.eval.summary import nested, summary_table, to_markdown
+
+    files = sorted(eval_dir.glob("*/*/metrics.json"))
+    if not files:
         raise EffbertError(f"{eval_dir}: no */*/metrics.json found")
-    table = pd.DataFrame.from_records(records).sort_values(["task", "model"], ignore_index=True)
-    teacher = table[table["model"] == "teacher"].set_index("task")["score"]
-    # the share of the teacher's score each model keeps on the same task (empty without a teacher row)
-    table.insert(5, "vs_teacher", table["score"] / table["task"].map(teacher))
-    return table
-
-
-def to_markdown(table: pd.DataFrame) -> str:
-    """A Markdown table; metrics shown with 4 decimals (SQuAD EM/F1 are already x100)."""
-    shown = table.copy()
-    for col in shown.columns:
-        if shown[col].dtype.kind == "f":
-            shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else f"{v:.4f}")
-    head = "| " + " | ".join(shown.columns) + " |"
-    rule = "|" + "|".join("---" for _ in shown.columns) + "|"
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)]
-    return "\n".join([head, rule, *body]) + "\n"
-
-
-def run(eval_dir: Path, out_dir: Path) -> pd.DataFrame:
-    table = collect(eval_dir)
+    table = summary_table(read_json(path, "an evaluate output") for path in files)
     table.to_csv(out_dir / "summary.csv", index=False)
-    nested: dict[str, dict[str, dict[str, float]]] = {}
-    for row in table.to_dict("records"):
-        values = {k: v for k, v in row.items() if k not in ("model", "task", "split") and pd.notna(v)}
-        nested.setdefault(str(row["model"]), {})[str(row["task"])] = values
-    (out_dir / "summary.json").write_text(json.dumps(nested, indent=2) + "\n", encoding="utf-8")
+    write_json(out_dir / "summary.json", nested(table))
     markdown = to_markdown(table)
     (out_dir / "summary.md").write_text(markdown, encoding="utf-8")
     log.info("dev metrics (ours, %s rows):\n%s", int(table["rows"].sum()), markdown)

@@ -1,4 +1,4 @@
-"""Stage ``finetune_teacher`` (per task): fine-tune the teacher, select on the held-out slice of train.
+"""Stage ``finetune_teacher@<task>``: fine-tune the teacher, select the checkpoint on the held-out slice of train.
 
 Checkpoints go to ``.effbert/checkpoints/finetune_teacher/<task>/<fingerprint>/`` every ``eval_steps``; a killed
 run started again with the same inputs and params resumes from the last one (optimizer, scheduler and RNG
@@ -8,99 +8,96 @@ state included) and the folder is removed once the model is saved. Outputs: the 
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
-import time
 from pathlib import Path
+from typing import Any
+
+import click
 
 from effbert import tracking
+from effbert.compute import device, seed_everything, set_threads
 from effbert.data.tasks import get_task
-from effbert.models.teacher import build_task_model, load_tokenizer, resolve_source
-from effbert.params import Params, section_digest
-from effbert.stages.common import (
+from effbert.models.teacher import teacher_source
+from effbert.params import Params
+from effbert.runtime import (
     checkpoint_dir,
-    device,
-    history_callback,
-    seed_everything,
-    set_threads,
-    write_history,
+    load_params,
+    params_option,
+    stage_context,
+    write_json,
 )
-from effbert.training import make_trainer
 
 log = logging.getLogger(__name__)
 
+PARAMS = ("seed", "finetune_teacher")
+"""The params this stage reads (dvc.yaml lists the same keys; tests/test_code_deps.py checks it)."""
 
-def run(params: Params, task: str, data_dir: Path, model_out: Path, report_dir: Path, stage: tracking.StageRun) -> dict:
+
+@click.command("finetune-teacher")
+@click.option("--task", required=True, help="Task id, e.g. sst2.")
+@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--model-out", required=True, type=click.Path(file_okay=False), help="Model directory to write.")
+@click.option("--report-out", required=True, type=click.Path(file_okay=False), help="Metrics/history directory.")
+@params_option
+def command(task: str, data_dir: str, model_out: str, report_out: str, params_file: str) -> None:
+    """Fine-tune the teacher on one task; select the checkpoint on the held-out slice of train."""
+    params = load_params(params_file)
+    outs = [Path(model_out), Path(report_out)]
+    tags = {"effbert.task": task}
+    with stage_context("finetune_teacher", f"finetune_teacher@{task}", params, PARAMS, outs, tags) as (
+        run,
+        (model_tmp, report_tmp),
+    ):
+        run.consume(Path(data_dir), f"{task}/prepared")
+        finetune(params, task, Path(data_dir), model_tmp, report_tmp, run)
+        run.log_artifact(report_tmp)
+
+
+def finetune(
+    params: Params, task: str, data_dir: Path, model_out: Path, report_dir: Path, run: tracking.StageRun
+) -> dict[str, Any]:
     """Fine-tune the teacher on ``task``; write the best model to ``model_out`` and reports to ``report_dir``."""
-    import datasets
-    import pandas as pd
+    from effbert.data.prepared import TaskRows
+    from effbert.models.teacher import build_task_model, load_tokenizer
+    from effbert.training import build_trainer, metrics_callback, selection_arguments, train
+    from effbert.training.history import write_history
 
     spec = get_task(task)
     hp = params.finetune_teacher.for_task(task)
     seed_everything(params.seed)
     set_threads(hp.threads)
-    source = resolve_source(hp.model, tracking.project_root())
+    source = teacher_source(params)
     tokenizer = load_tokenizer(source)
     model = build_task_model(source, spec)
     if Path(source).is_dir():  # which pre-trained checkpoint, by content
-        stage.log_dataset(f"teacher/{hp.model}", Path(source), "pretrained_model")
-    train = datasets.load_from_disk(str(data_dir / "train"))
-    heldout = datasets.load_from_disk(str(data_dir / "heldout"))
-    heldout_examples = datasets.load_from_disk(str(data_dir / "heldout_examples")) if spec.is_squad else None
-    lineage = tracking.read_lineage(data_dir) or {}
-    fp = section_digest(params, "seed", "finetune_teacher") + "-" + str(lineage.get("digest", ""))[:12]
-    ckpt = checkpoint_dir("finetune_teacher", task, fp)
-    trainer = make_trainer(
-        spec,
-        model,
-        tokenizer,
-        train,
-        heldout,
-        heldout_examples,
-        output_dir=ckpt,
-        seed=params.seed,
-        learning_rate=hp.learning_rate,
-        epochs=hp.epochs,
-        batch_size=hp.batch_size,
-        eval_batch_size=hp.eval_batch_size,
-        warmup_ratio=hp.warmup_ratio,
-        weight_decay=hp.weight_decay,
-        max_grad_norm=hp.max_grad_norm,
-        eval_steps=hp.eval_steps,
-        save_total_limit=hp.save_total_limit,
-        bf16=hp.bf16,
-        group_by_length=hp.group_by_length,
-        callbacks=[history_callback(stage)],
-    )
-    from transformers.trainer_utils import get_last_checkpoint
-
-    resume = get_last_checkpoint(str(ckpt)) if ckpt.is_dir() else None
-    if resume:
-        log.info("resuming from %s", resume)
+        run.log_dataset(f"teacher/{hp.model}", Path(source), "pretrained_model")
+    rows = TaskRows.load(data_dir, spec)
+    checkpoints = checkpoint_dir("finetune_teacher", task, params, PARAMS, [data_dir])
+    args = selection_arguments(hp, output_dir=checkpoints, seed=params.seed)
+    callbacks = [metrics_callback(run.log_metrics)]
+    trainer = build_trainer(spec, model, tokenizer, args, rows.train, rows.heldout, rows.heldout_examples, callbacks)
     log.info(
-        "fine-tuning %s on %s: %d train / %d held-out rows on %s", hp.model, task, len(train), len(heldout), device()
+        "fine-tuning %s on %s: %d train / %d held-out rows on %s",
+        hp.model,
+        task,
+        len(rows.train),
+        len(rows.heldout),
+        device(),
     )
-    started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume)
-    wall = time.perf_counter() - started
+    outcome = train(trainer)
     trainer.save_model(str(model_out))
     tokenizer.save_pretrained(str(model_out))
-    write_history(pd.DataFrame(trainer.state.log_history), report_dir)
-    metrics = {
-        "best_heldout_score": float(trainer.state.best_metric or 0.0),
-        "best_checkpoint_step": int(str(trainer.state.best_model_checkpoint or "-0").rsplit("-", 1)[-1]),
-        "train_steps": int(trainer.state.global_step),
-        "train_examples": len(train),
+    write_history(outcome.history(), report_dir)
+    metrics: dict[str, Any] = {
+        "best_heldout_score": outcome.best_score,
+        "best_checkpoint_step": outcome.best_step,
+        "train_steps": outcome.steps,
+        "train_examples": len(rows.train),
     }
-    (report_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    stage.log_metrics({**metrics, "train_seconds": wall, "resumed": float(bool(resume))})
-    log.info(
-        "best held-out score %.4f at step %d (%.0f s)",
-        metrics["best_heldout_score"],
-        metrics["best_checkpoint_step"],
-        wall,
-    )
-    stage.log_artifact(report_dir / "history.png", "plots")
-    shutil.rmtree(ckpt, ignore_errors=True)
+    write_json(report_dir / "metrics.json", metrics)
+    run.log_metrics({**metrics, "train_seconds": outcome.seconds, "resumed": float(outcome.resumed)})
+    log.info("best held-out score %.4f at step %d (%.0f s)", outcome.best_score, outcome.best_step, outcome.seconds)
+    run.log_artifact(report_dir / "history.png", "plots")
+    shutil.rmtree(checkpoints, ignore_errors=True)
     return metrics

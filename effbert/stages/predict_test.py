@@ -4,233 +4,50 @@ Output ``results/predict_test/``: one TSV per GLUE test split that exists (``SST
 ``MNLI-mm.tsv``, ``AX.tsv``...; header ``index<TAB>prediction``), ``glue_submission.zip`` (every GLUE file at the
 archive root, as the GLUE server expects), ``<squad task>-<split>-predictions.json`` (``{question_id: answer}``) and
 ``manifest.json`` (per file its task, split, rows and model; which of the 11 GLUE server files are present; the SQuAD
-split used and why).
-
-Predictions run over the splits ``prepare_data`` saved (test rows carry the test file's ``index`` as ``idx``), with
-the batched forward pass of :mod:`effbert.inference` and the dev evaluation's SQuAD post-processing settings
-(``evaluate.n_best``, ``max_answer_length``, ``null_threshold``).
+split used and why). The predictions are `effbert.eval.prediction_files`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import click
+
 from effbert import tracking
-from effbert.data.qa_features import postprocess_predictions
-from effbert.data.tasks import TaskSpec, get_task
+from effbert.data.tasks import get_task
 from effbert.errors import EffbertError
-from effbert.inference import predict_logits
-from effbert.models.teacher import load_task_model, load_tokenizer
 from effbert.params import Params
-from effbert.stages.common import device, seed_everything
-from effbert.stages.prepare_data import source_path
-from effbert.submission import (
-    GLUE_SERVER_FILES,
-    GLUE_SERVER_ROWS,
-    glue_tsv,
-    glue_zip,
-    server_file_status,
-    squad_predictions_json,
-    submission_file_name,
-)
-from effbert.training import logits_to_predictions
+from effbert.runtime import atomic_dir, load_params, params_option, stage_context, write_json
 
 log = logging.getLogger(__name__)
 
-ZIP_NAME = "glue_submission.zip"
+PARAMS = ("seed", "tasks", "predict_test", "evaluate", "data.glue_dir", "data.squad_dir")
+"""The params this stage reads (dvc.yaml lists the same keys; tests/test_code_deps.py checks it)."""
+
 MANIFEST_NAME = "manifest.json"
-GLUE_SPLITS = ("test", "dev")
-# Splits a GLUE "test" request may lack: AX needs the diagnostic file, which not every GLUE copy has.
-OPTIONAL_TEST_SPLITS = frozenset({"test_ax"})
 
 
-@dataclass(frozen=True)
-class PredictionFile:
-    """One predictions file of one task and prepared split.
-
-    Attributes:
-        name: the file name (``MNLI-mm.tsv``, ``squad_v1-dev-predictions.json``).
-        task: task id whose model produced it.
-        split: the prepared split predicted (``test_mm``, ``dev``).
-        rows: predicted rows (GLUE) or questions (SQuAD).
-        text: the file's text.
-    """
-
-    name: str
-    task: str
-    split: str
-    rows: int
-    text: str
+@click.command("predict-test")
+@click.option("--models", "models_root", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--data", "data_root", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False))
+@params_option
+def command(models_root: str, data_root: str, out: str, params_file: str) -> None:
+    """GLUE server files of every GLUE task (zipped) and SQuAD predictions, from the final students."""
+    params = load_params(params_file)
+    with stage_context("predict_test", "predict_test", params, PARAMS, [Path(out)]) as (run, (tmp,)):
+        for task in params.tasks:
+            run.consume(Path(models_root) / task, f"{task}/student", context="model")
+            run.consume(Path(data_root) / task, f"{task}/prepared", context="test")
+        manifest = predict_test(params, list(params.tasks), Path(models_root), Path(data_root), tmp)
+        run.log_artifact(tmp)
+        run.log_metrics({f"rows/{name}": float(f["rows"]) for name, f in manifest.get("files", {}).items()})
 
 
-def _requested_splits(spec: TaskSpec, split: str) -> list[tuple[str, bool]]:
-    """The prepared splits a request means, each with whether it must exist.
-
-    GLUE ``test`` means every test split of the task (MNLI: ``test``, ``test_mm`` and, when prepared, ``test_ax``);
-    GLUE ``dev`` every dev split; SQuAD ``dev`` or ``test`` itself.
-    """
-    if spec.is_squad:
-        submission_file_name(spec.name, split)  # raises for an unknown split
-        return [(split, True)]
-    if split == "test":
-        return [(name, name not in OPTIONAL_TEST_SPLITS) for name in spec.test_splits]
-    if split == "dev":
-        return [(name, True) for name in spec.dev_splits]
-    raise EffbertError(f"{spec.name}: cannot predict split {split!r}; GLUE tasks take one of: {' '.join(GLUE_SPLITS)}")
-
-
-def _is_prepared(spec: TaskSpec, data_dir: Path, split: str) -> bool:
-    needed = [split, f"{split}_examples"] if spec.is_squad else [split]
-    return all((data_dir / name).is_dir() for name in needed)
-
-
-def _shown(path: Path) -> str:
-    """``path`` relative to the project root when it lies inside it (as params and messages spell paths)."""
-    try:
-        return str(path.relative_to(tracking.project_root()))
-    except ValueError:
-        return str(path)
-
-
-def _missing_split_error(params: Params, spec: TaskSpec, data_dir: Path, split: str) -> EffbertError:
-    """One line naming the task, the split, the prepared dir and the source file that would have to exist."""
-    where = f"{spec.name}: no {split} split in {_shown(data_dir)}"
-    try:
-        source = source_path(params, spec.name, split)
-    except EffbertError as exc:
-        return EffbertError(f"{where}: {exc}")
-    if source.is_file():
-        return EffbertError(f"{where}, although {_shown(source)} exists: re-run prepare_data for {spec.name}")
-    if spec.is_squad and split in spec.test_splits:
-        hint = "SQuAD's test set is hidden: CodaLab runs the model on it; predict_test.squad_split: dev predicts dev"
-    elif split in spec.test_splits:
-        hint = "GLUE test files come with the GLUE download script"
-    else:
-        hint = "check data.glue_dir / data.squad_dir"
-    return EffbertError(f"{where}: {_shown(source)} is missing ({hint})")
-
-
-def _check_model_dir(task: str, model_dir: Path) -> None:
-    if not (model_dir / "config.json").is_file():
-        raise EffbertError(
-            f"{task}: no model in {_shown(model_dir)} (config.json missing): train the task's model first"
-        )
-
-
-def predict_files(params: Params, task: str, model_dir: Path, data_dir: Path, split: str) -> list[PredictionFile]:
-    """Predict every prepared split a request means and format the files.
-
-    Args:
-        params: the run's params (``seed``, ``predict_test.batch_size``, ``evaluate`` SQuAD settings).
-        task: task id; MNLI's test request includes AX when its split was prepared.
-        model_dir: the task's fine-tuned model (student or teacher, ``save_pretrained`` layout with tokenizer).
-        data_dir: the task's ``prepare_data`` output.
-        split: ``test`` or ``dev`` (GLUE: every test / dev split of the task; SQuAD: that split).
-
-    Returns:
-        One :class:`PredictionFile` per predicted split, in the task's split order.
-
-    Raises:
-        EffbertError: unknown task or split, a required split that was not prepared (naming the source file that
-            would have to exist), or no model in ``model_dir``.
-    """
-    import datasets
-
-    spec = get_task(task)
-    wanted: list[str] = []
-    for name, required in _requested_splits(spec, split):
-        if _is_prepared(spec, data_dir, name):
-            wanted.append(name)
-        elif required:
-            raise _missing_split_error(params, spec, data_dir, name)
-        else:
-            log.info("%s: no %s split in %s; %s is left out", task, name, data_dir, submission_file_name(task, name))
-    _check_model_dir(task, model_dir)
-    seed_everything(params.seed)
-    model = load_task_model(str(model_dir), spec)
-    tokenizer = load_tokenizer(str(model_dir))
-    evaluate = params.evaluate
-    files: list[PredictionFile] = []
-    for name in wanted:
-        features = datasets.load_from_disk(str(data_dir / name))
-        heads = predict_logits(model, features, tokenizer, params.predict_test.batch_size, device())
-        if spec.is_squad:
-            examples = datasets.load_from_disk(str(data_dir / f"{name}_examples"))
-            answers, _ = postprocess_predictions(
-                examples,
-                features,
-                heads[0],
-                heads[1],
-                n_best=evaluate.n_best,
-                max_answer_length=evaluate.max_answer_length,
-                version_2=task == "squad_v2",
-                null_threshold=evaluate.null_threshold,
-            )
-            question_ids = examples["id"]
-            text, rows = squad_predictions_json(answers, question_ids), len(question_ids)
-        else:
-            predictions = logits_to_predictions(spec, heads[0])
-            text, rows = glue_tsv(task, name, features["idx"], predictions.tolist()), len(features)
-        files.append(PredictionFile(submission_file_name(task, name), task, name, rows, text))
-        log.info("%s/%s: %d rows -> %s", task, name, rows, files[-1].name)
-    return files
-
-
-def predict_split(params: Params, task: str, model_dir: Path, data_dir: Path, split: str) -> dict[str, str]:
-    """The predictions files of one task and one requested split.
-
-    Args:
-        params: the run's params.
-        task: task id.
-        model_dir: the task's fine-tuned model directory.
-        data_dir: the task's ``prepare_data`` output.
-        split: ``test`` or ``dev`` (see :func:`predict_files`).
-
-    Returns:
-        File name -> file text (``SST-2.tsv``; ``SST-2.dev.tsv`` for dev; ``squad_v1-dev-predictions.json``).
-
-    Raises:
-        EffbertError: as :func:`predict_files`.
-    """
-    return {f.name: f.text for f in predict_files(params, task, model_dir, data_dir, split)}
-
-
-def _write(files: list[PredictionFile], out_dir: Path) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for f in files:
-        path = out_dir / f.name
-        path.write_text(f.text, encoding="utf-8")
-        paths.append(path)
-    return paths
-
-
-def _squad_split_reason(spec: TaskSpec, split: str) -> str:
-    if split == "test":
-        return (
-            f"predict_test.squad_split is 'test': predictions for {spec.test_splits['test']}, the dev-format file "
-            "CodaLab runs the submitted model on"
-        )
-    return (
-        "predict_test.squad_split is 'dev': SQuAD's official test set is hidden (CodaLab runs the submitted model "
-        "on it), so the dev predictions show the submission format and can be scored locally"
-    )
-
-
-def _file_record(f: PredictionFile, model_dir: Path) -> dict[str, Any]:
-    record: dict[str, Any] = {"task": f.task, "split": f.split, "rows": f.rows, "model_dir": str(model_dir)}
-    if f.name in GLUE_SERVER_ROWS:
-        record["server_rows"] = GLUE_SERVER_ROWS[f.name]
-        record["rows_match_server"] = f.rows == GLUE_SERVER_ROWS[f.name]
-    return record
-
-
-def run(params: Params, tasks: list[str], models_root: Path, data_root: Path, out_dir: Path) -> dict[str, Any]:
-    """Stage ``predict_test``: every task's submission files, the GLUE zip and the manifest.
+def predict_test(params: Params, tasks: list[str], models_root: Path, data_root: Path, out_dir: Path) -> dict[str, Any]:
+    """Every task's submission files, the GLUE zip and the manifest, written into ``out_dir``.
 
     Args:
         params: the run's params (``predict_test.squad_split`` chooses SQuAD's split; GLUE tasks predict ``test``).
@@ -243,36 +60,63 @@ def run(params: Params, tasks: list[str], models_root: Path, data_root: Path, ou
         The manifest (also written to ``manifest.json``).
 
     Raises:
-        EffbertError: as :func:`predict_files`, for the first task that cannot be predicted.
+        EffbertError: for the first task that cannot be predicted (see `effbert.eval.prediction_files`).
     """
+    from effbert.eval.prediction_files import ZIP_NAME, PredictionFile, predict_files, squad_split, submission_manifest
+    from effbert.eval.submission import glue_zip
+
+    root = tracking.project_root()
     files: list[PredictionFile] = []
     model_dirs: dict[str, Path] = {}
     squad: dict[str, dict[str, str]] = {}
     for task in tasks:
         spec = get_task(task)
-        split = params.predict_test.squad_split if spec.is_squad else "test"
-        model_dirs[task] = models_root / task
-        files += predict_files(params, task, model_dirs[task], data_root / task, split)
+        split = "test"
         if spec.is_squad:
-            squad[task] = {"split": split, "reason": _squad_split_reason(spec, split)}
-    _write(files, out_dir)
+            split, squad[task] = squad_split(params, spec)
+        model_dirs[task] = models_root / task
+        files += predict_files(params, root, task, model_dirs[task], data_root / task, split)
+    for f in files:
+        (out_dir / f.name).write_text(f.text, encoding="utf-8")
     glue_files = {f.name: f.text for f in files if not get_task(f.task).is_squad}
     if glue_files:
         (out_dir / ZIP_NAME).write_bytes(glue_zip(glue_files))
-    status = server_file_status(glue_files)
-    mismatched = [f.name for f in files if f.name in GLUE_SERVER_ROWS and f.rows != GLUE_SERVER_ROWS[f.name]]
-    for name in mismatched:
-        log.warning("%s: row count differs from the official GLUE test file; the server will reject it", name)
-    manifest: dict[str, Any] = {
-        "files": {f.name: _file_record(f, model_dirs[f.task]) for f in files},
-        "glue": {
-            "zip": ZIP_NAME if glue_files else None,
-            **status,
-            "complete": not status["missing"],
-            "note": f"the GLUE server scores a zip holding all {len(GLUE_SERVER_FILES)} files",
-            "rows_differ_from_server": mismatched,
-        },
-        "squad": squad,
-    }
-    (out_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    manifest = submission_manifest(files, model_dirs, squad)
+    write_json(out_dir / MANIFEST_NAME, manifest)
     return manifest
+
+
+@click.command("predict")
+@click.option("--task", required=True, help="Task id, e.g. sst2.")
+@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--split", default="test", show_default=True, help="test (GLUE server files; SQuAD test-v1.1.json) or dev."
+)
+@click.option(
+    "--data",
+    "data_dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Prepared data [results/prepare_data/TASK].",
+)
+@click.option("--out", "out", default=None, type=click.Path(file_okay=False), help="Output dir [results/predict/TASK].")
+@params_option
+def predict_command(
+    task: str, model_dir: str, split: str, data_dir: str | None, out: str | None, params_file: str
+) -> None:
+    """Predictions of a model directory on a prepared split, in the GLUE server / SQuAD predictions format."""
+    from effbert.eval.prediction_files import predict_split
+
+    get_task(task)
+    params = load_params(params_file)
+    data = Path(data_dir or f"results/prepare_data/{task}")
+    if not data.is_dir():
+        raise EffbertError(f"--data {data}: no prepared data (run `effbert run --target prepare_data@{task}` first)")
+    target = Path(out or f"results/predict/{task}")
+    root = tracking.project_root()
+    files = predict_split(params, root, task, Path(model_dir), data, split)  # fails before anything is written
+    with atomic_dir(target) as tmp:
+        for name, text in files.items():
+            (tmp / name).write_text(text, encoding="utf-8")
+    for name in files:
+        click.echo(str(target / name))

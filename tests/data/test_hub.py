@@ -1,4 +1,4 @@
-"""Hub materialisation: fake in-memory hub datasets written as official files and read back by effbert's readers."""
+"""Hub materialization: fake in-memory hub datasets written as official files and read back by effbert's readers."""
 
 from __future__ import annotations
 

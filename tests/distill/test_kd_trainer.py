@@ -13,8 +13,9 @@ from transformers import BertConfig, BertForSequenceClassification, BertModel, T
 from effbert.data.tasks import get_task
 from effbert.distill import DistillationLoss
 from effbert.distill.trainer import DistillationModule, DistillationOutput, DistillationTrainerMixin
-from effbert.models.modeling_effbert import EffBertForSequenceClassification, EffBertModel
-from effbert.models.supernet import supernet_config
+from effbert.methods.efficientbert.modeling_effbert import EffBertForSequenceClassification, EffBertModel
+from effbert.methods.efficientbert.supernet import supernet_config
+from effbert.params import TrainingPhase
 from effbert.training import build_trainer, training_arguments
 
 
@@ -82,22 +83,23 @@ def agnostic_module(student_seed: int = 0) -> DistillationModule:
 
 
 def kd_trainer(module: DistillationModule, out: Path, train: datasets.Dataset, **overrides: Any) -> Any:
+    phase = TrainingPhase(
+        learning_rate=overrides.pop("learning_rate", 3e-3),
+        epochs=overrides.pop("epochs", 2.0),
+        batch_size=8,
+        warmup_ratio=0.1,
+        weight_decay=0.01,
+        max_grad_norm=1.0,
+    )
     settings: dict[str, Any] = {
         "output_dir": out,
         "seed": 7,
-        "learning_rate": 3e-3,
-        "epochs": 2.0,
-        "batch_size": 8,
-        "warmup_ratio": 0.1,
-        "weight_decay": 0.01,
-        "max_grad_norm": 1.0,
         "save_steps": 3,
         "save_total_limit": 2,
-        "bf16": False,
         "select_on_heldout": False,
         **overrides,
     }
-    args = training_arguments(**settings)
+    args = training_arguments(phase, **settings)
     args.disable_tqdm = True
     return build_trainer(None, module, FakeTokenizer(), args, train, mixin=DistillationTrainerMixin)
 
@@ -188,18 +190,15 @@ def test_task_kd_selects_on_heldout(tmp_path: Path) -> None:
     student = EffBertForSequenceClassification(tiny_supernet(num_labels=2))
     module = DistillationModule(student, teacher, DistillationLoss(16, 32, task="classification"))
     spec = get_task("sst2")
+    phase = TrainingPhase(
+        learning_rate=3e-3, epochs=1.0, batch_size=8, warmup_ratio=0.0, weight_decay=0.0, max_grad_norm=1.0
+    )
     args = training_arguments(
+        phase,
         output_dir=tmp_path / "ckpt",
         seed=1,
-        learning_rate=3e-3,
-        epochs=1.0,
-        batch_size=8,
-        warmup_ratio=0.0,
-        weight_decay=0.0,
-        max_grad_norm=1.0,
         save_steps=2,
         save_total_limit=2,
-        bf16=False,
         select_on_heldout=True,
         label_names=["labels"],
     )

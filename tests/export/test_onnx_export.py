@@ -10,12 +10,12 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from effbert.bench import compare_latency
 from effbert.errors import EffbertError
 from effbert.export.onnx import OnnxRuntimeModel, onnx_bytes, output_names, parity
-from effbert.models.modeling_effbert import EffBertForQuestionAnswering, EffBertForSequenceClassification
-from effbert.stages.export import require_parity
-from tests.models.effbert_helpers import batch, tiny_config
+from effbert.export.onnx_report import require_parity
+from effbert.measure.latency import compare_latency
+from effbert.methods.efficientbert.modeling_effbert import EffBertForQuestionAnswering, EffBertForSequenceClassification
+from tests.efficientbert.models.effbert_helpers import batch, tiny_config
 
 TOLERANCE = 1e-4
 OPSET = 17

@@ -1,4 +1,5 @@
-"""A complete synthetic report, built by the report stage's own builder from made-up inputs (no models, no files).
+"""A complete synthetic report, built by the report's own builder (`effbert.report.document.build_report`) from
+made-up inputs (no models, no files).
 
 The inputs have every field the stage collects (the optional ones too: search_quality, export, predict_test), so the
 renderers and the browser check see a document shaped exactly like a real one, in milliseconds.
@@ -12,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from effbert import params as params_mod
-from effbert.bench import LatencyResult
+from effbert.measure.latency import LatencyResult
 from effbert.params import Params
+from effbert.report.document import build_report
+from effbert.report.inputs import ReportInputs
 from effbert.report.paper import load_paper_results
-from effbert.stages.report import ReportInputs, build_report
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE_PARAMS = ROOT / "params" / "smoke.yaml"
@@ -26,8 +28,9 @@ STAGE_LAYERS = [
     ("linear1_3(add(x,sigmoid(linear1_3(x,wb1))),wb2)", 1, 16, "1×(H/3): W2·(x + sigmoid(W1·x + b1)) + b2"),
 ]
 """(expression, units, width, formula) of each layer of the made-up winners: the formula is what
-`effbert.search.hall_of_fame.describe_layer` gives (checked in test_report_stage.py; not imported here because
-importing effbert.search loads LightGBM and scikit-learn, seconds the browser test does not need)."""
+`effbert.methods.efficientbert.search.hall_of_fame.describe_layer` gives (checked in test_report_stage.py; not
+imported here because importing the search package loads LightGBM and scikit-learn, seconds the browser test does not
+need)."""
 
 
 def stand_in_png(label: str, size: tuple[int, int] = (360, 200)) -> bytes:
@@ -56,10 +59,9 @@ def _latency(model: str, batch: int, median: float, seq_len: int) -> dict[str, A
     return {"model": model, **{k: v for k, v in result.to_dict().items() if k != "machine"}}
 
 
-def sample_inputs(params: Params) -> ReportInputs:
-    """Made-up but complete report inputs for ``params``' tasks, every optional input present."""
-    seq = params.latency.seq_len
-    summary = {
+def _summary() -> dict[str, Any]:
+    """eval_summary's ``summary.json``: teacher and student on sst2, mrpc and squad_v1."""
+    return {
         "teacher": {
             "sst2": {"rows": 872, "score": 0.8635, "vs_teacher": 1.0, "accuracy": 0.8635},
             "mrpc": {"rows": 408, "score": 0.7721, "vs_teacher": 1.0, "f1": 0.8235, "accuracy": 0.7206},
@@ -71,7 +73,11 @@ def sample_inputs(params: Params) -> ReportInputs:
             "squad_v1": {"rows": 601, "score": 6.70, "vs_teacher": 0.2805, "f1": 10.23, "exact_match": 3.16},
         },
     }
-    sizes = {
+
+
+def _sizes() -> dict[str, Any]:
+    """The size rows of the student, the teacher and BERT-base."""
+    return {
         "student": {
             "model": "student",
             "layers": 3,
@@ -99,14 +105,22 @@ def sample_inputs(params: Params) -> ReportInputs:
             "macs": 11_173_625_856,
         },
     }
-    latency = [
+
+
+def _latencies(seq: int) -> list[dict[str, Any]]:
+    """Latency rows at batch 1 (BERT-base too) and 4."""
+    return [
         _latency("student", 1, 1.8, seq),
         _latency("teacher", 1, 6.5, seq),
         _latency("bert_base", 1, 31.0, seq),
         _latency("student", 4, 4.1, seq),
         _latency("teacher", 4, 19.0, seq),
     ]
-    machine = {
+
+
+def _machine() -> dict[str, Any]:
+    """Where the made-up latencies were measured."""
+    return {
         "device": "cpu",
         "cpu": "Test CPU",
         "logical_cores": 2,
@@ -117,42 +131,46 @@ def sample_inputs(params: Params) -> ReportInputs:
         "python": "3.11",
         "platform": "Linux",
     }
-    stages = []
-    for number in (1, 2, 3):
-        stages.append(
-            {
-                "stage": number,
-                "dir": f"results/search_stage{number}",
-                "metrics": {
-                    "stage": number,
-                    "strategy": "lanas",
-                    "candidates": 4 * number,
-                    "failed": 0,
-                    "best_fitness": 0.72 + 0.01 * number,
-                    "vanilla_fitness": 0.7075,
-                    "gain_over_vanilla": 0.0125 + 0.01 * number,
-                    "winner_params": 1_610_000,
-                    "winner_latency_ms": 2.2,
-                    "param_window": [1_560_000, 1_620_000],
-                    "search_seconds": 95.0,
-                    "candidates_per_minute": 2.5,
-                    "latency_protocol": {
-                        "batch_size": 1,
-                        "seq_len": 128,
-                        "threads": 1,
-                        "runs": 20,
-                        "machine": {"cpu": "Test CPU"},
-                    },
-                },
-                "hidden_size": 48,
-                "layers": [
-                    {"expr": expr, "units": units, "width": width, "formula": formula}
-                    for expr, units, width, formula in STAGE_LAYERS
-                ],
-                "figure": stand_in_png(f"search stage {number}"),
-            }
-        )
-    exports = {
+
+
+def _stage(number: int) -> dict[str, Any]:
+    """The collected outputs of search stage ``number`` (1-3)."""
+    return {
+        "stage": number,
+        "dir": f"results/search_stage{number}",
+        "metrics": {
+            "stage": number,
+            "strategy": "lanas",
+            "candidates": 4 * number,
+            "failed": 0,
+            "best_fitness": 0.72 + 0.01 * number,
+            "vanilla_fitness": 0.7075,
+            "gain_over_vanilla": 0.0125 + 0.01 * number,
+            "winner_params": 1_610_000,
+            "winner_latency_ms": 2.2,
+            "param_window": [1_560_000, 1_620_000],
+            "search_seconds": 95.0,
+            "candidates_per_minute": 2.5,
+            "latency_protocol": {
+                "batch_size": 1,
+                "seq_len": 128,
+                "threads": 1,
+                "runs": 20,
+                "machine": {"cpu": "Test CPU"},
+            },
+        },
+        "hidden_size": 48,
+        "layers": [
+            {"expr": expr, "units": units, "width": width, "formula": formula}
+            for expr, units, width, formula in STAGE_LAYERS
+        ],
+        "figure": stand_in_png(f"search stage {number}"),
+    }
+
+
+def _exports(seq: int) -> dict[str, Any]:
+    """The export stage's records of sst2 (parity, latency, registry entry)."""
+    return {
         "sst2": {
             "onnx": {
                 "opset": 17,
@@ -172,7 +190,11 @@ def sample_inputs(params: Params) -> ReportInputs:
             "registry": {"name": "effbert-sst2", "version": 3, "alias": "champion"},
         }
     }
-    manifest = {
+
+
+def _manifest() -> dict[str, Any]:
+    """predict_test's ``manifest.json``: two GLUE files, one SQuAD prediction file, missing GLUE files."""
+    return {
         "files": {
             "SST-2.tsv": {"task": "sst2", "split": "test", "rows": 1821, "server_rows": 1821},
             "MRPC.tsv": {"task": "mrpc", "split": "test", "rows": 1725, "server_rows": 1725},
@@ -181,7 +203,11 @@ def sample_inputs(params: Params) -> ReportInputs:
         "glue": {"zip": "glue_submission.zip", "present": ["MRPC.tsv", "SST-2.tsv"], "missing": ["CoLA.tsv", "AX.tsv"]},
         "squad": {"squad_v1": {"split": "dev", "reason": "the official test set is hidden"}},
     }
-    lineage = {
+
+
+def _lineage(params: Params) -> dict[str, Any]:
+    """The lineage of a report made from uncommitted changes, one input without ``lineage.json``."""
+    return {
         "git_commit": "0123456789abcdef0123456789abcdef01234567-dirty",
         "code_digest": "c0ffee0123456789",
         "effbert_version": "0.1.0",
@@ -196,7 +222,11 @@ def sample_inputs(params: Params) -> ReportInputs:
             {"output": "results/search_stage1", "stage": None, "run_id": None, "git_commit": None, "digest": None},
         ],
     }  # fmt: skip
-    quality = {
+
+
+def _quality() -> dict[str, Any]:
+    """search_quality's ``metrics.json``, the scratch proxy's tau undefined."""
+    return {
         "candidates": 5,
         "proxy_task": "sst2",
         "kendall_tau_inherit": 0.6,
@@ -205,21 +235,27 @@ def sample_inputs(params: Params) -> ReportInputs:
         "kendall_p_scratch": math.nan,
         "search_stage": "search_stage1",
     }
+
+
+def sample_inputs(params: Params) -> ReportInputs:
+    """Made-up but complete report inputs for ``params``' tasks, every optional input present."""
+    seq = params.latency.seq_len
+    measured = {
+        "task": "sst2",
+        "sizes": _sizes(),
+        "latency": _latencies(seq),
+        "machine": _machine(),
+        "protocol": params.latency.model_dump(),
+    }
     return ReportInputs(
-        summary=summary,
-        measured={
-            "task": "sst2",
-            "sizes": sizes,
-            "latency": latency,
-            "machine": machine,
-            "protocol": params.latency.model_dump(),
-        },
-        stages=stages,
-        lineage=lineage,
-        quality=quality,
+        summary=_summary(),
+        measured=measured,
+        stages=[_stage(number) for number in (1, 2, 3)],
+        lineage=_lineage(params),
+        quality=_quality(),
         quality_png=stand_in_png("search quality"),
-        exports=exports,
-        manifest=manifest,
+        exports=_exports(seq),
+        manifest=_manifest(),
     )
 
 

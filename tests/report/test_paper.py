@@ -1,4 +1,5 @@
-"""The published reference numbers: package data validity, provenance against the reference notes, row selection."""
+"""The published reference numbers: package data validity, citations of the papers, provenance against the reference
+notes, row selection."""
 
 from __future__ import annotations
 
@@ -17,13 +18,20 @@ from effbert.report.paper import (
     load_paper_results,
     parse_paper_results,
     rows_for_task,
-    rows_for_tasks,
     size_speed_rows,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT.parent / "shared" / "reference"
 SPLITS = {"GLUE test", "SQuAD v1.1 dev", "SQuAD v2.0 dev"}
+PAPERS = (
+    "Dong et al., EfficientBERT, Findings of EMNLP 2021",
+    "Jiao et al., TinyBERT, Findings of EMNLP 2020",
+    "Sun et al., MobileBERT, ACL 2020",
+    "Devlin et al., BERT, NAACL 2019",
+)
+"""The papers the published rows come from (BERT-base's rows also from the TinyBERT and EfficientBERT papers)."""
+FILE_REFERENCE = re.compile(r"\.md\b|shared/|\.\./")
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +56,9 @@ def test_every_reference_model_and_split_is_there(entries: list[PaperEntry]) -> 
     assert {e.model for e in entries} == set(MODEL_ORDER)
     assert {e.split for e in entries} == SPLITS
     for entry in entries:
-        assert re.search(r"(efficientbert|baselines)\.md section \d", entry.source), entry.id
-        assert "original:" in entry.source, entry.id
+        assert entry.provenance is not None, entry.id
+        assert re.search(r"(efficientbert|baselines)\.md section \d", entry.provenance), entry.id
+        assert "original:" in entry.provenance, entry.id
         for task, metrics in entry.metrics.items():
             assert set(metrics) <= set(TASKS[task].metrics)
             assert all(0 < v <= 100 for v in metrics.values()), entry.id
@@ -74,11 +83,28 @@ def test_every_number_appears_in_the_reference_file_it_cites(entries: list[Paper
     if not REFERENCE.is_dir():
         pytest.skip(f"{REFERENCE} is not present")
     for entry in entries:
-        name = re.search(r"(efficientbert|baselines)\.md", entry.source)
+        name = re.search(r"(efficientbert|baselines)\.md", entry.provenance or "")
         assert name is not None
         text = (REFERENCE / name.group(0)).read_text(encoding="utf-8")
         for value in _published_strings(entry):
             assert value in text, f"{entry.id}: {value!r} not in {name.group(0)}"
+
+
+def test_what_a_report_shows_cites_the_papers_and_their_tables(entries: list[PaperEntry]) -> None:
+    """Sources, labels, notes and caveats name a paper and its table or section, never a reference-notes file."""
+    for entry in entries:
+        assert entry.source.startswith(PAPERS), entry.id
+        assert re.search(r"\b(Table \d|abstract|results table)", entry.source), entry.id
+        assert re.search(r"\b(Table \d|abstract|table)", entry.source_short), entry.id
+        shown = [
+            entry.label,
+            entry.source,
+            entry.notes,
+            entry.latency_caveat,
+            entry.speedup_caveat,
+            entry.claims_caveat,
+        ]
+        assert not [text for text in shown if text and FILE_REFERENCE.search(text)], entry.id
 
 
 def test_rows_for_a_task_come_in_model_order(entries: list[PaperEntry]) -> None:
@@ -90,7 +116,6 @@ def test_rows_for_a_task_come_in_model_order(entries: list[PaperEntry]) -> None:
     assert {e.split for e in squad} == {"SQuAD v1.1 dev"}
     assert next(e for e in squad if e.model == "TinyBERT-4").metrics["squad_v1"] == {"exact_match": 72.7, "f1": 82.1}
     assert rows_for_task(entries, "wnli") == []
-    assert list(rows_for_tasks(entries, ["mrpc", "sst2"])) == ["mrpc", "sst2"]
     assert all(e.label.startswith(f"paper, {e.split} (") for e in squad)
 
 
@@ -113,6 +138,8 @@ def test_size_and_speed_rows_carry_their_caveats(entries: list[PaperEntry]) -> N
         ({"source": ""}, "source must be a non-empty string"),
         ({"latency_ms": 3}, "unknown key(s) latency_ms"),
         ({"average": {"name": "avg"}}, "average must be"),
+        ({"source": "../shared/reference/baselines.md section 1.3"}, "source is shown in reports: cite the paper"),
+        ({"notes": "see efficientbert.md section 2.2"}, "notes is shown in reports: cite the paper"),
     ],
 )
 def test_a_malformed_entry_is_named(change: dict[str, Any], message: str) -> None:

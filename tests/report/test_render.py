@@ -272,3 +272,62 @@ def test_figures_are_pngs() -> None:
         quality_figure([])
     with pytest.raises(EffbertError, match="latency figure"):
         latency_figure([], seq_len=128)
+
+
+def _markdown_sources(markdown: str) -> list[str]:
+    """The items of the list under "Sources of the published rows:" in the Markdown."""
+    lines = markdown.splitlines()
+    start = lines.index("Sources of the published rows:") + 2
+    items = []
+    for line in lines[start:]:
+        if not line.startswith("- "):
+            break
+        items.append(line[2:])
+    return items
+
+
+class _Sources(HTMLParser):
+    """The items of the first list after the "Sources of the published rows:" paragraph of an HTML page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: list[str] = []
+        self._state = "before"  # before -> heading -> list -> done
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self._state == "heading" and tag == "ul":
+            self._state = "list"
+        elif self._state == "list" and tag == "li":
+            self.items.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._state == "list" and tag == "ul":
+            self._state = "done"
+
+    def handle_data(self, data: str) -> None:
+        if self._state == "before" and data.strip() == "Sources of the published rows:":
+            self._state = "heading"
+        elif self._state == "list" and self.items:
+            self.items[-1] += data
+
+
+def test_the_published_rows_cite_the_papers_not_reference_files(
+    sample: tuple[dict[str, Any], dict[str, bytes]], page: str
+) -> None:
+    markdown = render_markdown(sample[0])
+    parser = _Sources()
+    parser.feed(page)
+    for sources in (_markdown_sources(markdown), parser.items):
+        assert len(sources) >= 4
+        assert not [s for s in sources if re.search(r"\.md\b|shared/reference|\.\./", s)]
+        text = "\n".join(sources)
+        for paper in (
+            "Dong et al., EfficientBERT, Findings of EMNLP 2021",
+            "Jiao et al., TinyBERT, Findings of EMNLP 2020, Table 1",
+            "Sun et al., MobileBERT, ACL 2020",
+            "Devlin et al., BERT, NAACL 2019",
+        ):
+            assert paper in text, paper
+    for document in (markdown, page):
+        assert "shared/reference" not in document
+        assert not re.search(r"(efficientbert|baselines)\.md", document)

@@ -13,11 +13,14 @@ import torch
 import yaml
 
 from effbert import params as params_mod
+from effbert.distill.projection import FIT_DENSE_FILE
 from effbert.errors import EffbertError
-from effbert.models.architecture import Architecture, LayerSpec
+from effbert.methods.efficientbert.architecture import Architecture, LayerSpec
+from effbert.report.document import headline_metrics
+from effbert.report.inputs import ReportPaths, collect
 from effbert.report.render import network_references, table_summaries
-from effbert.stages import report
-from effbert.stages.distillation import FIT_DENSE_FILE
+from effbert.report.sections.quality import data_label
+from effbert.stages.report import make_report
 from tests.report.report_samples import SMOKE_PARAMS, STAGE_LAYERS, stand_in_png
 
 TEACHER_HIDDEN = 64
@@ -45,16 +48,16 @@ def _tiny_bert(hidden: int = TEACHER_HIDDEN) -> Any:
     )
 
 
-def _results_tree(root: Path) -> report.ReportPaths:
+def _results_tree(root: Path) -> ReportPaths:
     """A results folder with the files the stage reads; models only for mrpc (sst2 and squad_v1 have none)."""
     from safetensors.torch import save_file
     from transformers import BertForSequenceClassification
 
-    from effbert.models.configuration_effbert import EffBertConfig
-    from effbert.models.modeling_effbert import EffBertForSequenceClassification
+    from effbert.methods.efficientbert.configuration_effbert import EffBertConfig
+    from effbert.methods.efficientbert.modeling_effbert import EffBertForSequenceClassification
 
     results = root / "results"
-    paths = report.ReportPaths.under(results, root / "params.yaml")
+    paths = ReportPaths.under(results, root / "params.yaml")
     paths.params_file.write_text(SMOKE_PARAMS.read_text(encoding="utf-8"), encoding="utf-8")
     torch.manual_seed(0)
     student_config = EffBertConfig(
@@ -113,7 +116,7 @@ def _results_tree(root: Path) -> report.ReportPaths:
 
 
 @pytest.fixture(scope="module")
-def tree(tmp_path_factory: pytest.TempPathFactory) -> report.ReportPaths:
+def tree(tmp_path_factory: pytest.TempPathFactory) -> ReportPaths:
     return _results_tree(tmp_path_factory.mktemp("report"))
 
 
@@ -128,13 +131,13 @@ def fake_bert_base() -> Any:
 
 @pytest.fixture(scope="module")
 def written(
-    tree: report.ReportPaths, fake_bert_base: Any, tmp_path_factory: pytest.TempPathFactory
+    tree: ReportPaths, fake_bert_base: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[dict[str, Any], Path]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         out = tmp_path_factory.mktemp("out")
-        return report.run(params_mod.load(SMOKE_PARAMS), tree, out, bert_base=fake_bert_base), out
+        return make_report(params_mod.load(SMOKE_PARAMS), tree, out, bert_base=fake_bert_base), out
     finally:
         torch.set_num_threads(threads)
 
@@ -154,10 +157,11 @@ def test_the_stage_writes_both_pages_the_data_and_the_figures(written: tuple[dic
 
 
 def test_size_and_speed_are_measured_on_the_first_task_with_both_models(
-    written: tuple[dict[str, Any], Path], tree: report.ReportPaths, fake_bert_base: Any
+    written: tuple[dict[str, Any], Path], tree: ReportPaths, fake_bert_base: Any
 ) -> None:
-    from effbert.bench import load_encoder, model_params
-    from effbert.models.supernet import param_count
+    from effbert.measure.size import model_params
+    from effbert.methods.efficientbert.supernet import param_count
+    from effbert.models.auto import load_encoder
 
     measured = written[0]["data"]["size_speed"]
     assert measured["task"] == "mrpc"
@@ -175,12 +179,12 @@ def test_size_and_speed_are_measured_on_the_first_task_with_both_models(
     measured_at = {(row["batch_size"], row["model"]) for row in measured["latency"]}
     assert measured_at == {(1, "student"), (1, "teacher"), (1, "bert_base"), (4, "student"), (4, "teacher")}
     assert all(row["runs"] >= 20 and row["seq_len"] == 32 for row in measured["latency"])
-    metrics = report.headline_metrics(written[0])
+    metrics = headline_metrics(written[0])
     assert {"speedup_vs_teacher/b1", "speedup_vs_bert_base/b1", "speedup_vs_teacher/b4"} <= set(metrics)
     assert "speedup_vs_bert_base/b4" not in metrics and metrics["student_vs_teacher/mrpc"] == pytest.approx(0.974)
 
 
-def test_every_input_is_read(written: tuple[dict[str, Any], Path], tree: report.ReportPaths) -> None:
+def test_every_input_is_read(written: tuple[dict[str, Any], Path], tree: ReportPaths) -> None:
     record = written[0]
     data = record["data"]
     assert [s["layers"][0]["formula"] for s in data["search"]] == [STAGE_LAYERS[0][3]] * 3
@@ -206,17 +210,17 @@ def test_every_input_is_read(written: tuple[dict[str, Any], Path], tree: report.
 
 
 def test_made_up_layer_formulas_match_the_library() -> None:
-    from effbert.search.hall_of_fame import describe_layer
+    from effbert.methods.efficientbert.search.hall_of_fame import describe_layer
 
     assert [describe_layer(expr) for expr, _, _, formula in STAGE_LAYERS] == [f for *_, f in STAGE_LAYERS]
 
 
-def test_missing_inputs_fail_with_the_file_named(tree: report.ReportPaths, tmp_path: Path) -> None:
+def test_missing_inputs_fail_with_the_file_named(tree: ReportPaths, tmp_path: Path) -> None:
     p = params_mod.load(SMOKE_PARAMS)
-    no_summary = report.ReportPaths.under(tmp_path / "results", tree.params_file)
+    no_summary = ReportPaths.under(tmp_path / "results", tree.params_file)
     with pytest.raises(EffbertError, match=r"eval_summary/summary\.json: missing \(run the eval_summary stage first\)"):
-        report.collect(p, no_summary)
-    no_models = report.ReportPaths(
+        collect(p, no_summary)
+    no_models = ReportPaths(
         eval_summary=tree.eval_summary,
         search_stages=tree.search_stages,
         teacher_models=tmp_path / "none",
@@ -226,10 +230,10 @@ def test_missing_inputs_fail_with_the_file_named(tree: report.ReportPaths, tmp_p
         params_file=tree.params_file,
     )
     with pytest.raises(EffbertError, match=r"no task of .* has both a student and a teacher"):
-        report.collect(p, no_models)
+        collect(p, no_models)
 
 
-def test_inputs_are_named_below_results(tree: report.ReportPaths) -> None:
+def test_inputs_are_named_below_results(tree: ReportPaths) -> None:
     names = tree.inputs()
     assert {"eval_summary", "search_stage3", "models/teacher/mrpc", "models/student/mrpc", "export/mrpc"} <= set(names)
     assert names["models/student_general"] == tree.student_general
@@ -239,13 +243,13 @@ def test_labels_say_what_data_our_rows_are_on() -> None:
     raw = params_mod.read_yaml(SMOKE_PARAMS)
     raw["data"] = {**raw["data"], "glue_dir": None, "max_eval_examples": None}
     hub = params_mod.validate(raw)
-    assert report.data_label(hub, "mnli", 9815) == (
+    assert data_label(hub, "mnli", 9815) == (
         "ours, GLUE dev (matched + mismatched) (9815 rows), official data from the datasets hub"
     )
     raw["data"]["glue_dir"] = "/data/glue"
-    assert report.data_label(params_mod.validate(raw), "sst2", 872).endswith("files in /data/glue")
+    assert data_label(params_mod.validate(raw), "sst2", 872).endswith("files in /data/glue")
     smoke = params_mod.load(SMOKE_PARAMS)
-    assert report.data_label(smoke, "squad_v1", 48) == (
+    assert data_label(smoke, "squad_v1", 48) == (
         "ours, SQuAD v1.1 dev (48 questions; data.max_eval_examples = 48), bundled demo sample (not comparable to the "
         "paper)"
     )

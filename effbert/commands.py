@@ -1,0 +1,201 @@
+"""The ``effbert`` commands that are not DAG stages: ``run`` (the pipeline), ``check-params``, ``fetch-data``,
+``lineage``, ``bench``, ``init-student`` and ``code-deps``. Heavy imports happen inside the commands."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from effbert.errors import EffbertError
+from effbert.runtime import load_params, params_option
+
+
+@click.command("run")
+@click.option("--params", "params_file", default="params.yaml", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a dotted key (YAML value).")
+@click.option("--engine", type=click.Choice(["dvc", "snakemake"]), default="dvc", show_default=True)
+@click.option("--cores", type=int, default=None, help="Parallel jobs (snakemake); default: all cores.")
+@click.option("--profile", default=None, help="Snakemake workflow profile directory (e.g. workflow/profiles/slurm).")
+@click.option("--dry-run", is_flag=True, help="Validate and show what would run, run nothing.")
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    metavar="STAGE",
+    help="Run only this stage and what it needs (repeatable); optional stages such as search_quality run only so.",
+)
+def run_command(
+    params_file: str,
+    overrides: tuple[str, ...],
+    engine: str,
+    cores: int | None,
+    profile: str | None,
+    dry_run: bool,
+    targets: tuple[str, ...],
+) -> None:
+    """Validate the merged params, write them to params.yaml and run the DAG (DVC or Snakemake)."""
+    from effbert import pipeline
+
+    code = pipeline.run(
+        Path(params_file),
+        list(overrides),
+        engine=engine,
+        cores=cores,
+        profile=profile,
+        dry_run=dry_run,
+        targets=list(targets),
+    )
+    sys.exit(code)
+
+
+@click.command("check-params")
+@click.argument("params_file", default="params.yaml", type=click.Path(dir_okay=False))
+def check_params_command(params_file: str) -> None:
+    """Validate a params file against the schema; print the resolved values."""
+    from effbert import params
+
+    click.echo(params.dump(params.load(params_file)), nl=False)
+
+
+@click.command("fetch-data")
+@params_option
+@click.option("--out", default="data/hub", show_default=True, type=click.Path(file_okay=False))
+def fetch_data_command(params_file: str, out: str) -> None:
+    """Materialise every data source set to null (data.glue_dir, data.squad_dir, data.corpus) from the hub.
+
+    Writes the official file layout under OUT and prints the params to point at it; `effbert run` does this
+    by itself when a source is null.
+    """
+    from effbert import pipeline, tracking
+
+    p = load_params(params_file)
+    updated = pipeline.materialize_hub_sources(tracking.project_root(), p, out)
+    for key in ("glue_dir", "squad_dir", "corpus"):
+        click.echo(f"data.{key}: {getattr(updated.data, key)}")
+
+
+@click.command("lineage")
+@click.argument("target")
+@click.option("--depth", type=int, default=20, show_default=True, help="How many stages upstream to follow.")
+def lineage_command(target: str, depth: int) -> None:
+    """Explain which stages, runs, params, data and code produced an artifact, a metric or an MLflow run.
+
+    TARGET is a path inside a stage output (e.g. results/eval/teacher/sst2/metrics.json) or a run id.
+    """
+    from effbert import lineage
+
+    click.echo(lineage.explain(target, depth=depth))
+
+
+@click.command("bench")
+@click.option("--threads", type=int, default=None, help="torch intra-op threads  [default: torch's, printed]")
+@click.option("--runs", type=int, default=20, show_default=True, help="Timed runs per model and batch (>= 20).")
+@click.option("--warmup", type=int, default=5, show_default=True, help="Untimed warm-up runs per model.")
+@click.option("--batch-sizes", default="1,8", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--seq-len", type=int, default=128, show_default=True, help="Sequence length.")
+@click.option("--student", "student_dir", default=None, help="Student model directory (with --teacher).")
+@click.option("--teacher", "teacher_dir", default=None, help="Teacher model directory or dist:<name> (with --student).")
+@click.option("--skip-reference", is_flag=True, help="Skip the random efficientbert vs BERT-base pair.")
+@click.option("--kd-batch", type=int, default=8, show_default=True, help="Batch size of the KD throughput step.")
+@click.option("--kd-steps", type=int, default=10, show_default=True, help="Timed KD / teacher / student steps.")
+@click.option("--skip-kd", is_flag=True, help="Skip the KD training-throughput measurement.")
+@click.option("--device", default=None, help="torch device  [default: cuda if available, else cpu]")
+@click.option("--out", "out", default=None, type=click.Path(dir_okay=False), help="Write the report as JSON here.")
+def bench_command(
+    threads: int | None,
+    runs: int,
+    warmup: int,
+    batch_sizes: str,
+    seq_len: int,
+    student_dir: str | None,
+    teacher_dir: str | None,
+    skip_reference: bool,
+    kd_batch: int,
+    kd_steps: int,
+    skip_kd: bool,
+    device: str | None,
+    out: str | None,
+) -> None:
+    """Latency (median of >= 20 runs) of the compact student vs BERT-base, and KD training throughput.
+
+    Pairs: random efficientbert vs random BERT-base (bert-base-uncased config), plus --student DIR vs
+    --teacher DIR when given. Speed-up = teacher median / student median.
+    """
+    from effbert.measure import benchmark
+
+    try:
+        sizes = [int(size) for size in batch_sizes.split(",") if size.strip()]
+    except ValueError:
+        raise EffbertError(f"--batch-sizes {batch_sizes!r}: expected comma-separated integers, e.g. 1,8") from None
+    report = benchmark.run_benchmark(
+        runs=runs,
+        warmup=warmup,
+        batch_sizes=sizes,
+        seq_len=seq_len,
+        threads=threads,
+        device=device,
+        student_dir=student_dir,
+        teacher_dir=teacher_dir,
+        skip_reference=skip_reference,
+        kd=not skip_kd,
+        kd_batch=kd_batch,
+        kd_steps=kd_steps,
+        progress=lambda message: click.echo(message, err=True),
+    )
+    click.echo(benchmark.format_report(report))
+    if out is not None:
+        click.echo(f"wrote {benchmark.write_report(report, out)}")
+
+
+@click.command("init-student")
+@click.option("--arch", "arch", required=True, help="Shipped architecture name (efficientbert, ...) or JSON path.")
+@click.option("--hidden", type=int, default=None, help="Hidden size to scale the architecture to (size ids kept).")
+@click.option("--layers", type=int, default=None, help="Number of layers to resize the architecture to.")
+@click.option("--heads", type=int, default=12, show_default=True, help="Attention heads.")
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Model directory to write.")
+def init_student_command(arch: str, hidden: int | None, layers: int | None, heads: int, seed: int, out: str) -> None:
+    """Write a randomly initialised compact student (save_pretrained) for an architecture."""
+    import torch
+
+    from effbert.methods.efficientbert.architecture import load_architecture
+    from effbert.methods.efficientbert.configuration_effbert import EffBertConfig
+    from effbert.methods.efficientbert.modeling_effbert import EffBertModel
+    from effbert.methods.efficientbert.supernet import param_count
+    from effbert.runtime import atomic_dir
+
+    try:
+        architecture = load_architecture(arch)
+        architecture = architecture.resized(hidden or architecture.hidden_size, layers)
+        config = EffBertConfig.from_architecture(architecture, num_attention_heads=heads)
+    except ValueError as err:
+        raise EffbertError(f"--arch {arch}: {err}") from None
+    torch.manual_seed(seed)
+    model = EffBertModel(config)
+    with atomic_dir(Path(out)) as tmp:
+        model.save_pretrained(str(tmp))
+        architecture.save(tmp / "architecture.json")
+    click.echo(
+        f"{out}: {architecture.name}, {architecture.num_layers} layers, H={architecture.hidden_size}, "
+        f"{param_count(model) / 1e6:.2f}M params (paper convention: no pooler, no fit_dense)"
+    )
+
+
+@click.command("code-deps")
+@click.option("--write", is_flag=True, help="Rewrite the code dependencies in dvc.yaml and workflow/optional/dvc.yaml.")
+def code_deps_command(write: bool) -> None:
+    """Check (or --write) every stage's code dependencies: the effbert modules its command imports.
+
+    Exits 1 when a pipeline file lists other modules than the import closure of its stage's command.
+    """
+    from effbert import code_deps, tracking
+
+    root = tracking.project_root()
+    problems = code_deps.write(root) if write else code_deps.check(root)
+    for line in problems:
+        click.echo(line)
+    if problems and not write:
+        sys.exit(1)
+    click.echo("code dependencies: " + ("rewritten" if write and problems else "up to date"))

@@ -1,0 +1,37 @@
+"""The trained hidden-state projection ``fit_dense`` (student H -> teacher H) of the KD objective, kept next to a
+student whose distillation a later stage continues (as the official code does)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from effbert.distill.losses import DistillationLoss
+from effbert.errors import EffbertError
+
+FIT_DENSE_FILE = "fit_dense.safetensors"
+"""The projection's file inside a model directory."""
+
+
+def save_projection(loss: DistillationLoss, directory: Path) -> None:
+    """Write the trained ``fit_dense`` projection so that the next distillation stage continues with it."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in loss.hidden_loss.state_dict().items()}
+    save_file(state, str(directory / FIT_DENSE_FILE))
+
+
+def load_projection(loss: DistillationLoss, directory: Path) -> None:
+    """Continue with the projection trained by the stage that wrote ``directory``.
+
+    Raises:
+        EffbertError: the file is missing or its shapes do not match.
+    """
+    from safetensors.torch import load_file
+
+    path = directory / FIT_DENSE_FILE
+    if not path.is_file():
+        raise EffbertError(f"{path}: missing (the hidden-state projection of the previous distillation stage)")
+    try:
+        loss.hidden_loss.load_state_dict(load_file(str(path)))
+    except RuntimeError as err:
+        raise EffbertError(f"{path}: does not fit this student/teacher pair: {str(err).splitlines()[-1]}") from None

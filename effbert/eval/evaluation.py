@@ -1,0 +1,98 @@
+"""Dev-set evaluation of a task model: corpus-level metrics and the predictions file of every dev split (the files'
+texts are returned, not written)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from effbert.data.prepared import EvalSplit
+from effbert.data.tasks import TaskSpec, selection_score
+from effbert.eval.inference import predict_logits
+from effbert.eval.metrics import glue_metrics
+from effbert.eval.scoring import SELECTION, logits_to_predictions, span_metrics
+from effbert.eval.submission import prediction_text
+from effbert.params import EvaluateParams
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DevEvaluation:
+    """Metrics of every dev split (names suffixed ``_mm`` for MNLI mismatched), rows per split and the prediction
+    files (name -> text: ``predictions.tsv`` with ``index prediction label`` in dev-file order, or SQuAD's
+    ``predictions.json``)."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+
+    def record(self, task: str, model_name: str) -> dict[str, Any]:
+        """The ``metrics.json`` record of the ``evaluate`` stage (with the task's selection score)."""
+        return {
+            "task": task,
+            "model": model_name,
+            "split": "dev",
+            "rows": self.rows,
+            "metrics": self.metrics,
+            "score": selection_score(task, self.metrics),
+        }
+
+
+def _label_text(spec: TaskSpec, value: Any) -> str:
+    """A dev prediction or gold label as the training files spell it (STS-B: unclipped, 4 decimals)."""
+    return "" if value is None else prediction_text(spec, value, clip=False, decimals=4)
+
+
+def _glue_split(spec: TaskSpec, split: EvalSplit, logits: Any) -> tuple[dict[str, float], str]:
+    preds = logits_to_predictions(spec, logits)
+    labels = split.features["label"]
+    metrics = glue_metrics(spec.name, preds, labels)
+    lines = ["index\tprediction\tlabel"]
+    lines += [
+        f"{idx}\t{_label_text(spec, p)}\t{_label_text(spec, y)}"
+        for idx, p, y in zip(split.features["idx"], preds, labels, strict=True)
+    ]
+    return metrics, "\n".join(lines) + "\n"
+
+
+def evaluate_dev(
+    model: Any, tokenizer: Any, spec: TaskSpec, splits: Sequence[EvalSplit], hp: EvaluateParams, device: str
+) -> DevEvaluation:
+    """Run ``model`` over every dev split of ``spec`` and score it with the official metrics.
+
+    Args:
+        model: the task model (classification/regression or span QA head).
+        tokenizer: its tokenizer (pads the batches).
+        spec: the task.
+        splits: the task's prepared dev splits (`effbert.data.prepared.eval_splits`).
+        hp: the ``evaluate`` params section (batch size, SQuAD post-processing).
+        device: where the forward passes run.
+    """
+    result = DevEvaluation()
+    for split in splits:
+        heads = predict_logits(model, split.features, tokenizer, hp.batch_size, device)
+        suffix = "" if split.name == "dev" else "_" + split.name.removeprefix("dev_")
+        if spec.is_squad:
+            split_metrics, answers = span_metrics(
+                spec,
+                split.examples,
+                split.features,
+                heads[0],
+                heads[1],
+                n_best=hp.n_best,
+                max_answer_length=hp.max_answer_length,
+                null_threshold=hp.null_threshold,
+            )
+            split_metrics.pop(SELECTION)
+            result.files[f"predictions{suffix}.json"] = json.dumps(answers, indent=1) + "\n"
+            result.rows[split.name] = len(split.examples)
+        else:
+            split_metrics, text = _glue_split(spec, split, heads[0])
+            result.files[f"predictions{suffix}.tsv"] = text
+            result.rows[split.name] = len(split.features)
+        result.metrics.update({f"{k}{suffix}": v for k, v in split_metrics.items()})
+    return result

@@ -1,0 +1,1 @@
+"""Measurements of models: the latency protocol, size (parameters, MACs) and the ``effbert bench`` measurement set."""
