@@ -339,6 +339,13 @@ class SearchParams(_Section):
     stage3: Stage3Params = Stage3Params()
     quality_candidates: Annotated[int, Field(ge=3)] = 8  # search_quality: candidates taken from the hall of fame
 
+    def budget(self, number: int) -> StageBudget:
+        """The budget of search stage ``number`` (1, 2 or 3): ``stage1``, ``stage2`` or ``stage3``."""
+        budgets: dict[int, StageBudget] = {1: self.stage1, 2: self.stage2, 3: self.stage3}
+        if number not in budgets:
+            raise ValueError(f"search stage must be 1, 2 or 3, got {number}")
+        return budgets[number]
+
     @field_validator("proxy_task")
     @classmethod
     def _known_task(cls, value: str | None) -> str | None:

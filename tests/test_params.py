@@ -37,6 +37,14 @@ def test_unset_proxy_task_is_the_first_sentence_task(tmp_path: Path) -> None:
     assert "set search.proxy_task" in message and "\n" not in message
 
 
+def test_search_budget_names_each_stage() -> None:
+    search = params.load(ROOT / "params" / "smoke.yaml").search
+    assert [search.budget(n) for n in (1, 2, 3)] == [search.stage1, search.stage2, search.stage3]
+    assert search.budget(3).candidates == search.stage3.candidates
+    with pytest.raises(ValueError, match="search stage must be 1, 2 or 3, got 4"):
+        search.budget(4)
+
+
 def test_profiles_share_the_fixed_names() -> None:
     demo = params.load(ROOT / "params" / "demo.yaml")
     assert demo.tasks == ["sst2", "mrpc", "squad_v1"]

@@ -180,7 +180,7 @@ def _space(number: int, params: Params, frame: Any, inputs: StageInputs) -> Any:
         seeds = space.seeds()
     except ValueError as err:
         raise EffbertError(f"search_stage{number}: {err} (search.param_window / search.max_latency_ms)") from None
-    budget = getattr(params.search, f"stage{number}").candidates
+    budget = params.search.budget(number).candidates
     if budget < len(seeds):
         raise EffbertError(
             f"search.stage{number}.candidates={budget}: at least the {len(seeds)} seed(s) must be evaluated"
@@ -200,7 +200,7 @@ def search(number: int, params: Params, inputs: StageInputs, out_dir: Path, run:
 
     stage_name = f"search_stage{number}"
     seed_everything(params.seed)
-    budget = getattr(params.search, f"stage{number}")
+    budget = params.search.budget(number)
     state_dir = _state_dir(params, number, inputs)
     teacher_hidden = int(AutoConfig.from_pretrained(teacher_source(params)).hidden_size)
     supernet = EffBertModel.from_pretrained(str(inputs.supernet_dir)).eval()
