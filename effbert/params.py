@@ -163,7 +163,7 @@ class StudentParams(_Section):
     num_attention_heads: PositiveInt = 12  # must equal the teacher's for the attention-score loss
     embedding_size: PositiveInt = 128  # token table width; the trigram input is 3x this
     max_ffn_units: Annotated[int, Field(ge=1, le=4)] = 4  # MLP units per layer in the supernet
-    gelu_approximate: Literal["tanh", "none"] = "tanh"  # GELU inside the MLP expressions (paper: tanh)
+    gelu_approximate: Literal["tanh", "none"] = "none"  # GELU in the MLP expressions: the teacher's (BERT: none = erf)
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
 
     @field_validator("num_attention_heads")

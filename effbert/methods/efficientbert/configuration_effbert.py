@@ -62,8 +62,8 @@ class EffBertConfig(PreTrainedConfig):
         max_ffn_width (`int`, *optional*): supernet capacity in intermediate neurons: when set, every unit owns this
             many (a supernet uses ``hidden_size``) and runs the first ``ffn_widths[l]``; None (default) gives each
             unit exactly ``ffn_widths[l]`` neurons.
-        gelu_approximate (`str`, defaults to `"tanh"`): GELU flavour inside the expressions, ``"tanh"`` (as the
-            official EfficientBERT student) or ``"none"`` (exact erf GELU, as Hugging Face BERT).
+        gelu_approximate (`str`, defaults to `"none"`): GELU flavour inside the expressions, ``"none"`` (exact erf
+            GELU, as Hugging Face BERT teachers) or ``"tanh"`` (as the official EfficientBERT code, teacher included).
         **kwargs: forwarded to `PreTrainedConfig` (``num_labels``, ``problem_type``, ``attn_implementation``, ...).
 
     Raises:
@@ -91,7 +91,7 @@ class EffBertConfig(PreTrainedConfig):
     ffn_widths: list[int] | None = None
     max_ffn_units: int | None = None
     max_ffn_width: int | None = None
-    gelu_approximate: str = "tanh"
+    gelu_approximate: str = "none"
 
     def __post_init__(self, **kwargs: Any) -> None:
         layers = self.num_hidden_layers

@@ -34,12 +34,31 @@ from effbert.training import TrainingOutcome, selection_arguments, training_argu
 log = logging.getLogger(__name__)
 
 
+TEACHER_GELU = {
+    "gelu": "none",
+    "gelu_python": "none",
+    "gelu_new": "tanh",
+    "gelu_pytorch_tanh": "tanh",
+    "gelu_fast": "tanh",
+    "gelu_accurate": "tanh",
+}
+"""A Hugging Face ``hidden_act`` that is a GELU -> the ``student.gelu_approximate`` computing the same function."""
+
+
 def check_frame(student: StudentParams, teacher_config: Any) -> None:
-    """The student frame must allow EfficientBERT's losses against this teacher (equal heads, uniform layer map).
+    """The student frame must allow EfficientBERT's losses against this teacher (equal heads, uniform layer map)
+    and use the teacher's GELU (exact erf or tanh approximation) when the teacher's activation is a GELU.
 
     Raises:
         EffbertError: naming the params key to change.
     """
+    act = getattr(teacher_config, "hidden_act", None)
+    teacher_gelu = TEACHER_GELU.get(act) if isinstance(act, str) else None
+    if teacher_gelu is not None and teacher_gelu != student.gelu_approximate:
+        raise EffbertError(
+            f"student.gelu_approximate={student.gelu_approximate}: the teacher's hidden_act is {act!r}; "
+            f"set student.gelu_approximate: {teacher_gelu} so teacher and student compute the same GELU"
+        )
     try:
         check_pair(
             student.num_layers,

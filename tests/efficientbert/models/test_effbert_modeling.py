@@ -157,7 +157,7 @@ def test_auto_round_trip(tmp_path: Path) -> None:
 
 def test_gelu_approximation_is_configurable() -> None:
     exact = EffBertModel(tiny_config(gelu_approximate="none")).eval()
-    tanh = EffBertModel(tiny_config()).eval()
+    tanh = EffBertModel(tiny_config(gelu_approximate="tanh")).eval()
     tanh.load_state_dict(exact.state_dict())
     for layer in exact.encoder.layer:
         for unit in layer.mlp.units:
