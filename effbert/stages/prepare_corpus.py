@@ -4,7 +4,8 @@ Consecutive sentences of one document are packed into sentence-pair rows of at m
 tokens (``[CLS] A [SEP] B [SEP]``, split at a sentence boundary drawn with ``seed``, segment ids 0/1), never
 crossing a document boundary (`effbert.data.corpus.pack_corpus`). This keeps the official code's pair format, which
 trains the segment-1 embedding pair tasks need, and replaces its one-random-pair-per-article instances, which wasted
-most of the corpus (reference section 1.1). Output ``results/prepare_corpus/``: ``corpus/`` (a saved Dataset), ``meta.json``, ``lineage.json``.
+most of the corpus (reference section 1.1). Output ``results/prepare_corpus/``: ``corpus/`` (a saved Dataset),
+``meta.json``, ``lineage.json``.
 """
 
 from __future__ import annotations
