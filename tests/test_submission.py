@@ -86,8 +86,7 @@ def test_stsb_scores_are_clipped_with_fixed_decimals() -> None:
     assert [r[1] for r in rows[1:]] == ["0.000", "0.000", "0.000", "2.346", "5.000", "5.000", "5.000"]
     with pytest.raises(ValueError, match="not a finite score"):
         glue_tsv("stsb", "test", [0], [float("nan")])
-    # dev reports keep the raw score (evaluate writes unclipped values with 4 decimals)
-    assert prediction_text(get_task("stsb"), 7.25, clip=False, decimals=4) == "7.2500"
+    assert prediction_text(get_task("stsb"), 4.9996) == "5.000"
 
 
 def test_bad_rows_are_refused() -> None:

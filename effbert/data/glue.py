@@ -130,7 +130,8 @@ def read_glue_split(task: str, path: str | Path, labelled: bool = True) -> list[
     Returns:
         One dict per data row in file order: ``idx`` (0-based row order, or the ``index`` value of a test file),
         ``text_a``, ``text_b`` (None for single-sentence tasks), ``label`` (class id, float score for STS-B, or
-        None when ``labelled`` is False).
+        None when ``labelled`` is False) and ``label_text`` (the label as the file spells it, e.g. ``5.000``; None
+        when unlabelled), which dev predictions files repeat verbatim.
 
     Raises:
         ParamsError: unknown task, a SQuAD task, or ``labelled=True`` for AX.
@@ -177,6 +178,7 @@ def read_glue_split(task: str, path: str | Path, labelled: bool = True) -> list[
                 "text_a": fields[a_col],
                 "text_b": fields[b_col] if b_col is not None else None,
                 "label": label,
+                "label_text": fields[label_col] if label_col is not None else None,
             }
         )
     if n_long:

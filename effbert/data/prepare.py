@@ -86,7 +86,7 @@ def tokenize_pairs(examples: list[dict[str, Any]], tokenizer: Any, max_seq_lengt
 
     raw = datasets.Dataset.from_list(rows)
     if all(r["label"] is None for r in rows):
-        raw = raw.remove_columns("label")
+        raw = raw.remove_columns([c for c in ("label", "label_text") if c in raw.column_names])
     return raw.map(encode, batched=True, new_fingerprint=fp, desc="tokenise")
 
 

@@ -42,20 +42,25 @@ class DevEvaluation:
         }
 
 
-def _label_text(spec: TaskSpec, value: Any) -> str:
-    """A dev prediction or gold label as the training files spell it (STS-B: unclipped, 4 decimals)."""
-    return "" if value is None else prediction_text(spec, value, clip=False, decimals=4)
+def dev_prediction_text(spec: TaskSpec, value: Any) -> str:
+    """A dev prediction as the training files spell labels; an STS-B score unclipped at full precision (the shortest
+    text that reads back as the same float), so the metrics recomputed from the file equal ``metrics.json``."""
+    if spec.kind == "regression":
+        return repr(float(value))
+    return prediction_text(spec, value)
 
 
 def _glue_split(spec: TaskSpec, split: EvalSplit, logits: Any) -> tuple[dict[str, float], str]:
     preds = logits_to_predictions(spec, logits)
     labels = split.features["label"]
     metrics = glue_metrics(spec.name, preds, labels)
+    if "label_text" in split.features.column_names:  # the gold label exactly as the dev file spells it
+        gold = list(split.features["label_text"])
+    else:  # data prepared before label_text existed: the parsed label, at full precision
+        gold = [dev_prediction_text(spec, y) for y in labels]
     lines = ["index\tprediction\tlabel"]
-    lines += [
-        f"{idx}\t{_label_text(spec, p)}\t{_label_text(spec, y)}"
-        for idx, p, y in zip(split.features["idx"], preds, labels, strict=True)
-    ]
+    rows = zip(split.features["idx"], preds, gold, strict=True)
+    lines += [f"{idx}\t{dev_prediction_text(spec, p)}\t{y}" for idx, p, y in rows]
     return metrics, "\n".join(lines) + "\n"
 
 

@@ -43,29 +43,26 @@ DEV_SUFFIX = ".dev.tsv"
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
-def prediction_text(spec: TaskSpec, value: float, *, clip: bool = True, decimals: int = STSB_DECIMALS) -> str:
-    """One prediction spelled as the task's training files spell labels.
+def prediction_text(spec: TaskSpec, value: float) -> str:
+    """One submitted prediction spelled as the task's training files spell labels.
 
     Args:
         spec: the task (classification or regression).
         value: a class id (index into ``spec.labels``) or, for regression, the predicted score.
-        clip: regression only: clip the score to the STS-B range [0, 5] (the server's range); a clipped score
-            must be finite. Unclipped scores (dev reports) are written as they are, ``nan`` included.
-        decimals: regression only: digits after the decimal point.
 
     Returns:
-        The label string (``entailment``, ``1``...) or the score with ``decimals`` digits.
+        The label string (``entailment``, ``1``...) or the score clipped to the STS-B range [0, 5] (the server's
+        range) with :data:`STSB_DECIMALS` digits.
 
     Raises:
-        ValueError: a span task, a class id outside the label list, or a score to clip that is not finite.
+        ValueError: a span task, a class id outside the label list, or a score that is not finite.
     """
     if spec.kind == "regression":
         score = float(value)
-        if clip:
-            if not math.isfinite(score):
-                raise ValueError(f"{spec.name}: prediction {value!r} is not a finite score")
-            score = min(max(score, STSB_RANGE[0]), STSB_RANGE[1]) + 0.0  # + 0.0 turns -0.0 into 0.0
-        return f"{score:.{decimals}f}"
+        if not math.isfinite(score):
+            raise ValueError(f"{spec.name}: prediction {value!r} is not a finite score")
+        score = min(max(score, STSB_RANGE[0]), STSB_RANGE[1]) + 0.0  # + 0.0 turns -0.0 into 0.0
+        return f"{score:.{STSB_DECIMALS}f}"
     if spec.kind == "classification":
         class_id = int(value)
         if not 0 <= class_id < len(spec.labels):

@@ -46,7 +46,8 @@ def test_real_row_counts(task: str, folder: str, sizes: tuple[int, int, int]) ->
 @needs_data
 def test_real_sst2_first_rows_verbatim() -> None:
     dev = read_glue_split("sst2", GLUE / "SST-2" / "dev.tsv")
-    assert dev[0] == {"idx": 0, "text_a": "it 's a charming and often affecting journey . ", "text_b": None, "label": 1}
+    text = "it 's a charming and often affecting journey . "
+    assert dev[0] == {"idx": 0, "text_a": text, "text_b": None, "label": 1, "label_text": "1"}
     test = read_glue_split("sst2", GLUE / "SST-2" / "test.tsv", labelled=False)
     assert test[0]["text_a"] == "uneasy mishmash of styles and genres ."
 
@@ -108,8 +109,9 @@ def test_cola_headerless_train_and_headed_test(tmp_path: Path) -> None:
             "text_a": "Our friends won't buy this analysis, let alone the next one.",
             "text_b": None,
             "label": 1,
+            "label_text": "1",
         },
-        {"idx": 1, "text_a": 'The more "we study verbs.', "text_b": None, "label": 0},
+        {"idx": 1, "text_a": 'The more "we study verbs.', "text_b": None, "label": 0, "label_text": "0"},
     ]
     test = write(tmp_path / "test.tsv", "index\tsentence\n0\tBill whistled past the house.\n1\tThe car honked.\n")
     assert [(r["idx"], r["text_a"], r["label"]) for r in read_glue_split("cola", test, labelled=False)] == [
@@ -128,11 +130,12 @@ def test_stsb(tmp_path: Path) -> None:
     )
     rows = read_glue_split("stsb", path)
     assert [r["label"] for r in rows] == [5.0, 0.5]
+    assert [r["label_text"] for r in rows] == ["5.000", "0.5"]
     assert isinstance(rows[0]["label"], float)
     assert rows[1]["text_b"] == "A man."
     test = write(tmp_path / "test.tsv", header.replace("\tscore", "") + "7\tg\tf\ty\t1\tn\tn\tA b.\tC d.\n")
     assert read_glue_split("stsb", test, labelled=False) == [
-        {"idx": 7, "text_a": "A b.", "text_b": "C d.", "label": None}
+        {"idx": 7, "text_a": "A b.", "text_b": "C d.", "label": None, "label_text": None}
     ]
 
 
@@ -168,6 +171,7 @@ def test_mnli_gold_label_is_last_column(tmp_path: Path) -> None:
         "text_a": "Conceptually cream.",
         "text_b": "Product.",
         "label": 2,
+        "label_text": "neutral",
     }
     dev = write(
         tmp_path / "dev_matched.tsv",
@@ -293,4 +297,5 @@ def test_mrpc_bom_header_small(tmp_path: Path) -> None:
         tmp_path / "dev.tsv",
         b'\xef\xbb\xbfQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\r\n1\t1\t2\tHe said " hi .\tHi .\r\n',
     )
-    assert read_glue_split("mrpc", path) == [{"idx": 0, "text_a": 'He said " hi .', "text_b": "Hi .", "label": 1}]
+    expected = {"idx": 0, "text_a": 'He said " hi .', "text_b": "Hi .", "label": 1, "label_text": "1"}
+    assert read_glue_split("mrpc", path) == [expected]

@@ -224,7 +224,8 @@ def test_glue_single_sentence_tasks(fetched: tuple[dict[str, str], Path, FakeHub
     assert [(r["text_a"], r["label"]) for r in cola] == [("The cat sat .", 1), ("Cat the sat .", 0)]
     assert (glue / "CoLA" / "train.tsv").read_text("utf-8").split("\n")[0] == "hub\t1\t\tThe cat sat ."  # no header
     assert read(glue, "cola", "dev")[0]["text_a"] == "It rained on Sunday ."
-    assert read(glue, "cola", "test") == [{"idx": 0, "text_a": "Is this fine ?", "text_b": None, "label": None}]
+    unlabelled = {"text_b": None, "label": None, "label_text": None}
+    assert read(glue, "cola", "test") == [{"idx": 0, "text_a": "Is this fine ?", **unlabelled}]
     sst2 = read(glue, "sst2", "train")
     assert [(r["text_a"], r["label"]) for r in sst2] == [("a charming journey . ", 1), ('labored " gags', 0)]
     assert (glue / "SST-2" / "train.tsv").read_text("utf-8").startswith("sentence\tlabel\na charming journey . \t1\n")
@@ -261,7 +262,8 @@ def test_mnli_label_order_is_remapped(fetched: tuple[dict[str, str], Path, FakeH
     assert read(glue, "mnli", "test")[0]["text_a"] == "tm"
     assert read(glue, "mnli", "test_mm")[0]["text_b"] == "htmm"
     ax = read(glue, "ax", "test")
-    assert ax[0] == {"idx": 0, "text_a": "The dog barks .", "text_b": "A dog makes noise .", "label": None}
+    unlabelled = {"label": None, "label_text": None}
+    assert ax[0] == {"idx": 0, "text_a": "The dog barks .", "text_b": "A dog makes noise .", **unlabelled}
     assert read(glue, "mnli", "test_ax") == ax
 
 
