@@ -213,6 +213,7 @@ class TaskKDParams(_PerTask, _DistillCommon):
     eval_steps: PositiveInt = 50  # evaluate on the held-out slice and checkpoint every N steps
     prediction_weight: Annotated[float, Field(ge=0.0)] = 1.0  # soft CE / span soft CE / regression MSE
     temperature: PositiveFloat = 1.0
+    span_reduction: Literal["batch", "batch_and_positions"] = "batch"  # SQuAD KD mean; official: batch_and_positions
     group_by_length: bool = True
     task_overrides: TaskOverrides = Field(default_factory=dict)
 

@@ -29,6 +29,8 @@ from torch import nn
 from effbert.distill.teacher_signals import TeacherSignals, zero_masked
 
 Task = Literal["agnostic", "classification", "regression", "span"]
+SpanReduction = Literal["batch", "batch_and_positions"]
+"""How the span soft CE is averaged: over the batch (effbert) or over batch x positions (the official code)."""
 """``agnostic``: attention + hidden only (pre-training KD); the others add the matching prediction loss."""
 
 SPAN_MASK_VALUE = -10000.0
@@ -219,17 +221,20 @@ def span_soft_cross_entropy(
     teacher_end: torch.Tensor,
     attention_mask: torch.Tensor,
     temperature: float = 1.0,
+    reduction: SpanReduction = "batch",
 ) -> torch.Tensor:
     """Soft cross-entropy over token positions for start plus end, padding masked, averaged over the batch.
 
     Padding positions get ``SPAN_MASK_VALUE`` in both teacher and student logits. Deviations: the [CLS] position is
-    NOT masked (the official code masks it, which removes the no-answer signal on SQuAD 2.0), and the mean is over
-    the batch only (the official code also divides by the number of positions).
+    NOT masked (the official code masks it, which removes the no-answer signal on SQuAD 2.0), and by default the
+    mean is over the batch only; ``reduction="batch_and_positions"`` also divides by the number of positions T (the
+    padded length, as the official code), which scales the term by 1/T (1/128 at the paper's length).
 
     Args:
         student_start: (B, T); ``student_end``, ``teacher_start``, ``teacher_end`` (detached) likewise.
         attention_mask: (B, T), 1 = real token, 0 = padding.
         temperature: T > 0, applied to all logits.
+        reduction: ``batch`` (mean over examples) or ``batch_and_positions`` (that mean divided by T).
 
     Returns:
         scalar loss; finite (0) for fully padded rows.
@@ -245,7 +250,8 @@ def span_soft_cross_entropy(
     valid = attention_mask.to(torch.bool)
     start = _position_soft_ce(student_start, teacher_start, valid, temperature)  # (B,)
     end = _position_soft_ce(student_end, teacher_end, valid, temperature)  # (B,)
-    return _mean(start + end)
+    per_batch = _mean(start + end)
+    return per_batch / attention_mask.shape[-1] if reduction == "batch_and_positions" else per_batch
 
 
 def regression_loss(student_score: torch.Tensor, teacher_score: torch.Tensor) -> torch.Tensor:
@@ -282,9 +288,11 @@ class DistillationLoss(nn.Module):
         hidden_weight: weight of the hidden-state term (paper: 1).
         prediction_weight: weight of the prediction term (paper: 1; unused when ``agnostic``).
         temperature: softmax temperature of the soft cross-entropies (paper: 1).
+        span_reduction: span QA only: ``batch`` or ``batch_and_positions`` (official), see
+            :func:`span_soft_cross_entropy`.
 
     Raises:
-        ValueError: on an unknown task, a negative weight or ``temperature <= 0``.
+        ValueError: on an unknown task or span reduction, a negative weight or ``temperature <= 0``.
     """
 
     def __init__(
@@ -296,10 +304,13 @@ class DistillationLoss(nn.Module):
         hidden_weight: float = 1.0,
         prediction_weight: float = 1.0,
         temperature: float = 1.0,
+        span_reduction: SpanReduction = "batch",
     ) -> None:
         super().__init__()
         if task not in get_args(Task):
             raise ValueError(f"unknown task {task!r}; expected one of {get_args(Task)}")
+        if span_reduction not in get_args(SpanReduction):
+            raise ValueError(f"unknown span reduction {span_reduction!r}; expected one of {get_args(SpanReduction)}")
         if min(attention_weight, hidden_weight, prediction_weight) < 0:
             raise ValueError("loss weights must be >= 0")
         if temperature <= 0:
@@ -309,6 +320,7 @@ class DistillationLoss(nn.Module):
         self.hidden_weight = hidden_weight
         self.prediction_weight = prediction_weight
         self.temperature = temperature
+        self.span_reduction: SpanReduction = span_reduction
         self.hidden_loss = HiddenStateLoss(student_hidden, teacher_hidden)
 
     def forward(
@@ -355,7 +367,9 @@ class DistillationLoss(nn.Module):
             t_start, t_end = teacher.start_logits, teacher.end_logits
             if s_start is None or s_end is None or t_start is None or t_end is None:
                 raise ValueError("span distillation needs start_logits and end_logits from student and teacher")
-            return span_soft_cross_entropy(s_start, s_end, t_start, t_end, attention_mask, self.temperature)
+            return span_soft_cross_entropy(
+                s_start, s_end, t_start, t_end, attention_mask, self.temperature, self.span_reduction
+            )
         if student.logits is None or teacher.logits is None:
             raise ValueError(f"{self.task} distillation needs logits from student and teacher")
         if self.task == "regression":

@@ -139,6 +139,9 @@ def test_span_soft_cross_entropy_by_hand_ignores_padding_counts_cls() -> None:
     # A fully padded row is finite and contributes nothing.
     empty = torch.zeros(2, 4, dtype=torch.long)
     assert span_soft_cross_entropy(s_start, s_end, t_start, t_end, empty).item() == 0.0
+    # The official reduction averages over batch x positions: the same sum divided by the padded length T = 4.
+    official = span_soft_cross_entropy(s_start, s_end, t_start, t_end, mask, reduction="batch_and_positions")
+    assert official.item() == pytest.approx(expected / 4, rel=1e-5)
 
 
 def test_regression_loss_uses_teacher_scores() -> None:
@@ -218,3 +221,7 @@ def test_distillation_loss_span_and_regression_and_errors() -> None:
         DistillationLoss(8, 8)(no_logits, signals)
     with pytest.raises(ValueError, match="task"):
         DistillationLoss(8, 8, task="mlm")  # type: ignore[arg-type]
+    official = DistillationLoss(8, 8, task="span", span_reduction="batch_and_positions")(signals, signals, mask)
+    assert official["prediction"].item() == pytest.approx(span["prediction"].item() / 3)
+    with pytest.raises(ValueError, match="span reduction"):
+        DistillationLoss(8, 8, task="span", span_reduction="tokens")  # type: ignore[arg-type]

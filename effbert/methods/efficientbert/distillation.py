@@ -268,6 +268,7 @@ def distill_on_task(
         hidden_weight=hp.hidden_weight,
         prediction_weight=hp.prediction_weight,
         temperature=hp.temperature,
+        span_reduction=hp.span_reduction,
     )
     load_projection(loss, projection_from)
     labels = ["start_positions", "end_positions"] if spec.kind == "span" else ["labels"]
