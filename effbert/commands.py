@@ -101,6 +101,9 @@ def lineage_command(target: str, depth: int) -> None:
 @click.option("--kd-batch", type=int, default=8, show_default=True, help="Batch size of the KD throughput step.")
 @click.option("--kd-steps", type=int, default=10, show_default=True, help="Timed KD / teacher / student steps.")
 @click.option("--skip-kd", is_flag=True, help="Skip the KD training-throughput measurement.")
+@click.option("--precision-batch", type=int, default=16, show_default=True, help="Batch of the fp32/bf16 train steps.")
+@click.option("--precision-steps", type=int, default=5, show_default=True, help="Timed steps per op and precision.")
+@click.option("--skip-precision", is_flag=True, help="Skip fp32 vs bf16 autocast (fine-tune step, KD step, forward).")
 @click.option("--device", default=None, help="torch device  [default: cuda if available, else cpu]")
 @click.option("--out", "out", default=None, type=click.Path(dir_okay=False), help="Write the report as JSON here.")
 def bench_command(
@@ -115,10 +118,14 @@ def bench_command(
     kd_batch: int,
     kd_steps: int,
     skip_kd: bool,
+    precision_batch: int,
+    precision_steps: int,
+    skip_precision: bool,
     device: str | None,
     out: str | None,
 ) -> None:
-    """Latency (median of >= 20 runs) of the compact student vs BERT-base, and KD training throughput.
+    """Latency (median of >= 20 runs) of the compact student vs BERT-base, KD training throughput, and fp32 vs
+    bf16 autocast for a teacher fine-tuning step, a KD step and a teacher forward (side by side, interleaved).
 
     Pairs: random efficientbert vs random BERT-base (bert-base-uncased config), plus --student DIR vs
     --teacher DIR when given. Speed-up = teacher median / student median.
@@ -142,6 +149,9 @@ def bench_command(
         kd=not skip_kd,
         kd_batch=kd_batch,
         kd_steps=kd_steps,
+        precision=not skip_precision,
+        precision_batch=precision_batch,
+        precision_steps=precision_steps,
         progress=lambda message: click.echo(message, err=True),
     )
     click.echo(benchmark.format_report(report))

@@ -99,8 +99,6 @@ class HeldoutSelection(Optimization, Protocol):
     def save_total_limit(self) -> int: ...
     @property
     def group_by_length(self) -> bool: ...
-    @property
-    def bf16(self) -> bool: ...
 
 
 class TaskOverride(_Section):
@@ -149,7 +147,6 @@ class FinetuneTeacherParams(_PerTask, _Section):
     eval_steps: PositiveInt = 50  # evaluate on the held-out slice and checkpoint every N steps
     save_total_limit: PositiveInt = 2
     group_by_length: bool = True  # batch examples of similar length together (less padding, same data)
-    bf16: bool = False  # bf16 autocast, only used on CUDA
     threads: PositiveInt | None = None  # torch CPU threads; null = torch's default
     task_overrides: TaskOverrides = Field(default_factory=dict)
 
@@ -187,7 +184,6 @@ class _DistillCommon(_Section):
     attention_weight: Annotated[float, Field(ge=0.0)] = 1.0  # attention-score MSE
     hidden_weight: Annotated[float, Field(ge=0.0)] = 1.0  # hidden-state MSE through fit_dense
     save_total_limit: PositiveInt = 2
-    bf16: bool = False  # bf16 autocast, only used on CUDA
     threads: PositiveInt | None = None  # torch CPU threads; null = torch's default
 
 
@@ -418,6 +414,7 @@ class Params(_Section):
     """The whole ``params.yaml``."""
 
     seed: NonNegInt = 42
+    bf16: Literal["auto"] | bool = "auto"  # bf16 autocast, fp32 weights; auto = where the CPU/GPU has native bf16
     tasks: Annotated[list[str], Field(min_length=1)] = ["sst2", "mrpc", "squad_v1"]
     data: DataParams = DataParams()
     finetune_teacher: FinetuneTeacherParams = FinetuneTeacherParams()

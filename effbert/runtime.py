@@ -4,6 +4,7 @@
 - the stage itself: :func:`stage_context` opens the stage's MLflow run and its log file, hands out temporary output
   directories renamed into place only on success (:func:`atomic_dir`), and writes ``lineage.json`` into each output;
 - inputs and outputs: :func:`read_json` / :func:`write_json`, :func:`input_digest`;
+- how the stage computes: :func:`resolve_bf16` (the ``bf16`` key on this machine, recorded on the run);
 - resumable state: :func:`checkpoint_dir` under ``.effbert/checkpoints``, keyed by params and inputs.
 """
 
@@ -37,6 +38,7 @@ __all__ = [
     "loaded_modules",
     "params_option",
     "read_json",
+    "resolve_bf16",
     "stage_context",
     "stage_logging",
     "write_json",
@@ -100,6 +102,30 @@ def stage_context(
             run.write_lineage(tmp, {"path": str(out), "modules": modules})
             run.set_tags({f"effbert.output.{i}": str(out)})  # pointer to the artifact (DVC caches it)
         run.log_artifact(log_file, "logs")
+
+
+def resolve_bf16(params: Params, run: tracking.StageRun) -> bool:
+    """Whether this stage runs under bf16 autocast (params key ``bf16``, ``auto`` resolved on this machine); the
+    device, the setting, the outcome and the CPU's native-bf16 flags go to the run's tags and ``lineage.json``."""
+    from effbert.compute import bf16_native, cpu_bf16_flags, device, use_bf16
+
+    dev = device()
+    enabled = use_bf16(params.bf16, dev)
+    native = bf16_native(dev)
+    flags = ",".join(cpu_bf16_flags()) or "none"
+    run.record_compute(
+        {"device": dev, "bf16": enabled, "bf16_setting": params.bf16, "bf16_native": native, "cpu_bf16_flags": flags}
+    )
+    log.info(
+        "compute: %s, bf16 autocast %s (bf16: %s; native bf16: %s)",
+        dev,
+        "on" if enabled else "off",
+        params.bf16,
+        native,
+    )
+    if enabled and not native:
+        log.warning("bf16: %s on a %s without native bf16: autocast is emulated and may be slower", params.bf16, dev)
+    return enabled
 
 
 def loaded_modules() -> list[str]:

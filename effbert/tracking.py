@@ -138,6 +138,7 @@ class StageRun:
         self.code_tags = dict(code_tags or {})  # the code version, recorded on this run and on every child run
         self.upstream: list[str] = []
         self.inputs: dict[str, str] = {}
+        self.compute: dict[str, Any] = {}  # how the stage computed (device, bf16), also in lineage.json
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         clean = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
@@ -159,6 +160,11 @@ class StageRun:
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         self._mlflow.set_tags(dict(tags))
+
+    def record_compute(self, settings: Mapping[str, Any]) -> None:
+        """Record how the stage computes (device, bf16 autocast) as ``effbert.compute.*`` tags and in its lineage."""
+        self.compute.update(settings)
+        self.set_tags({f"effbert.compute.{key}": str(value) for key, value in settings.items()})
 
     def log_dataset(self, name: str, path: Path, context: str, digest: str | None = None) -> str:
         """Record a dataset input (name, source path, sha256) without loading it."""
@@ -286,6 +292,7 @@ class StageRun:
             "upstream_run_ids": self.upstream,
             "inputs": self.inputs,
             "digest": path_digest(directory),
+            **({"compute": self.compute} if self.compute else {}),
             **(extra or {}),
         }
         tmp = directory / f".{LINEAGE_FILE}.tmp"

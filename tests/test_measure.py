@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from transformers import BertConfig, BertModel
 
 from effbert.cli import main
-from effbert.measure import benchmark, latency, size
+from effbert.measure import benchmark, latency, precision, size
 from effbert.methods.efficientbert.configuration_effbert import EffBertConfig
 from effbert.methods.efficientbert.modeling_effbert import EffBertModel
 from effbert.methods.efficientbert.supernet import param_count
@@ -132,6 +132,22 @@ def test_kd_throughput_positive_and_leaves_student_untouched() -> None:
     json.dumps(result.to_dict())
 
 
+def test_precision_compares_each_operation_and_leaves_models_untouched() -> None:
+    student, teacher = tiny_student(), tiny_teacher()
+    teacher.train()
+    before = {key: value.clone() for key, value in teacher.state_dict().items()}
+    rows = precision.measure_precision(student, teacher, train_batch=2, forward_batch=3, seq_len=16, steps=2)
+    assert [row.operation for row in rows] == list(precision.OPERATIONS)
+    assert [row.batch_size for row in rows] == [2, 2, 3] and {row.seq_len for row in rows} == {16}
+    for row in rows:
+        assert row.fp32_ms > 0 and row.bf16_ms > 0 and row.speedup == pytest.approx(row.fp32_ms / row.bf16_ms)
+    assert all(torch.equal(before[key], value) for key, value in teacher.state_dict().items())
+    assert teacher.training and all(p.dtype == torch.float32 for p in teacher.parameters())
+    json.dumps([row.to_dict() for row in rows])
+    with pytest.raises(ValueError, match="head count"):
+        precision.measure_precision(tiny_student(heads=6), teacher, steps=1)
+
+
 def test_kd_pair_needs_equal_heads() -> None:
     with pytest.raises(ValueError, match="head count"):
         benchmark.check_kd_pair(tiny_student(heads=6), tiny_teacher())
@@ -174,6 +190,7 @@ def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         (["--skip-reference"], "nothing to measure"),
         (["--batch-sizes", "1,x"], "comma-separated integers"),
         (["--threads", "0"], "--threads 0"),
+        (["--precision-steps", "0"], "--precision-steps 0: must be >= 1"),
     ],
 )
 def test_cli_option_errors(args: list[str], message: str) -> None:
@@ -195,6 +212,7 @@ def test_cli_runs_directory_pair(tmp_path: Path, model_dirs: tuple[Path, Path]) 
     out = tmp_path / "bench.json"
     args = ["bench", "--student", str(student), "--teacher", str(teacher), "--skip-reference", "--threads", "1"]
     args += ["--batch-sizes", "1,2", "--seq-len", "16", "--warmup", "1", "--kd-batch", "2", "--kd-steps", "2"]
+    args += ["--precision-steps", "1"]
     result = CliRunner().invoke(main, [*args, "--device", "cpu", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "demo" in result.output and "EffBert" not in result.output
@@ -210,3 +228,7 @@ def test_cli_runs_directory_pair(tmp_path: Path, model_dirs: tuple[Path, Path]) 
     assert report["protocol"]["threads"] == 1 and report["machine"]["device"] == "cpu"
     assert report["kd_throughput"]["overhead_ratio"] > 0
     assert "target_met_batch1" not in report  # no reference pair measured
+    assert "fp32 vs bf16 autocast" in result.output
+    rows = report["precision"]["rows"]
+    assert [row["operation"] for row in rows] == ["finetune_step", "kd_step", "forward"]
+    assert [row["batch_size"] for row in rows] == [16, 16, 32] and report["precision"]["native"]

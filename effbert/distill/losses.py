@@ -43,10 +43,10 @@ def _mean(values: torch.Tensor) -> torch.Tensor:
 
 
 def _mse(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """Element-mean squared error; the teacher is detached and cast to the student's dtype."""
+    """Element-mean squared error in fp32 (bf16 autocast signals included); the teacher is detached."""
     if student.shape != teacher.shape:
         raise ValueError(f"student shape {tuple(student.shape)} != teacher shape {tuple(teacher.shape)}")
-    return _mean((student - teacher.detach().to(student.dtype)) ** 2)
+    return _mean((student.float() - teacher.detach().float()) ** 2)
 
 
 def layer_map(student_layers: int, teacher_layers: int) -> list[int]:
@@ -198,18 +198,19 @@ def soft_cross_entropy(
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if student_logits.shape != teacher_logits.shape:
         raise ValueError(f"student logits {tuple(student_logits.shape)} != teacher {tuple(teacher_logits.shape)}")
-    teacher_probs = F.softmax(teacher_logits.detach().to(student_logits.dtype) / temperature, dim=-1)
-    student_log_probs = F.log_softmax(student_logits / temperature, dim=-1)
+    teacher_probs = F.softmax(teacher_logits.detach().float() / temperature, dim=-1)  # fp32 under bf16 autocast too
+    student_log_probs = F.log_softmax(student_logits.float() / temperature, dim=-1)
     return _mean(-(teacher_probs * student_log_probs).sum(dim=-1))
 
 
 def _position_soft_ce(
     student: torch.Tensor, teacher: torch.Tensor, valid: torch.Tensor, temperature: float
 ) -> torch.Tensor:
-    """Per-example soft CE over positions (B,) with invalid positions masked in both and excluded from the sum."""
-    fill = torch.tensor(SPAN_MASK_VALUE, dtype=student.dtype, device=student.device)
-    student = torch.where(valid, student / temperature, fill)
-    teacher = torch.where(valid, teacher.detach().to(student.dtype) / temperature, fill)
+    """Per-example soft CE over positions (B,) with invalid positions masked in both and excluded from the sum; in
+    fp32 (bf16 autocast logits included)."""
+    fill = torch.tensor(SPAN_MASK_VALUE, dtype=torch.float32, device=student.device)
+    student = torch.where(valid, student.float() / temperature, fill)
+    teacher = torch.where(valid, teacher.detach().float() / temperature, fill)
     terms = F.softmax(teacher, dim=-1) * F.log_softmax(student, dim=-1)  # (B, T)
     return -(terms * valid).sum(dim=-1)
 

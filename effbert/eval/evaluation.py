@@ -65,7 +65,14 @@ def _glue_split(spec: TaskSpec, split: EvalSplit, logits: Any) -> tuple[dict[str
 
 
 def evaluate_dev(
-    model: Any, tokenizer: Any, spec: TaskSpec, splits: Sequence[EvalSplit], hp: EvaluateParams, device: str
+    model: Any,
+    tokenizer: Any,
+    spec: TaskSpec,
+    splits: Sequence[EvalSplit],
+    hp: EvaluateParams,
+    device: str,
+    *,
+    bf16: bool = False,
 ) -> DevEvaluation:
     """Run ``model`` over every dev split of ``spec`` and score it with the official metrics.
 
@@ -76,10 +83,11 @@ def evaluate_dev(
         splits: the task's prepared dev splits (`effbert.data.prepared.eval_splits`).
         hp: the ``evaluate`` params section (batch size, SQuAD post-processing).
         device: where the forward passes run.
+        bf16: run them under bf16 autocast.
     """
     result = DevEvaluation()
     for split in splits:
-        heads = predict_logits(model, split.features, tokenizer, hp.batch_size, device)
+        heads = predict_logits(model, split.features, tokenizer, hp.batch_size, device, bf16=bf16)
         suffix = "" if split.name == "dev" else "_" + split.name.removeprefix("dev_")
         if spec.is_squad:
             split_metrics, answers = span_metrics(

@@ -40,19 +40,24 @@ def padded_batches(
         yield batch
 
 
-def predict_logits(model: Any, dataset: Any, tokenizer: Any, batch_size: int, device: str) -> list[np.ndarray]:
-    """Run ``model`` over ``dataset`` in row order; returns one array per output head.
+def predict_logits(
+    model: Any, dataset: Any, tokenizer: Any, batch_size: int, device: str, *, bf16: bool = False
+) -> list[np.ndarray]:
+    """Run ``model`` over ``dataset`` in row order; returns one array per output head (fp32).
 
     Sequence classification gives ``[logits (n, num_labels)]``; span QA gives ``[start (n, L), end (n, L)]``.
-    Rows are padded per batch with the tokenizer's pad token (:func:`padded_batches`).
+    Rows are padded per batch with the tokenizer's pad token (:func:`padded_batches`); with ``bf16`` the forward
+    passes run under bf16 autocast (`effbert.compute.autocast`).
     """
     import torch
     from tqdm.auto import tqdm
 
+    from effbert.compute import autocast
+
     model = model.to(device).eval()
     outputs: list[list[np.ndarray]] = []
     batches = padded_batches(dataset, tokenizer, batch_size)
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(bf16, device):
         for enc in tqdm(batches, total=len(range(0, len(dataset), batch_size)), desc="predict", leave=False):
             out = model(**{k: v.to(device) for k, v in enc.items()})
             heads = [out.start_logits, out.end_logits] if hasattr(out, "start_logits") else [out.logits]

@@ -114,7 +114,7 @@ def _check_model_dir(task: str, model_dir: Path, root: Path) -> None:
 
 
 def predict_files(
-    params: Params, root: Path, task: str, model_dir: Path, data_dir: Path, split: str
+    params: Params, root: Path, task: str, model_dir: Path, data_dir: Path, split: str, *, bf16: bool = False
 ) -> list[PredictionFile]:
     """Predict every prepared split a request means and format the files.
 
@@ -125,6 +125,7 @@ def predict_files(
         model_dir: the task's fine-tuned model (student or teacher, ``save_pretrained`` layout with tokenizer).
         data_dir: the task's ``prepare_data`` output.
         split: ``test`` or ``dev`` (GLUE: every test / dev split of the task; SQuAD: that split).
+        bf16: run the model under bf16 autocast.
 
     Returns:
         One :class:`PredictionFile` per predicted split, in the task's split order.
@@ -155,7 +156,7 @@ def predict_files(
     files: list[PredictionFile] = []
     for name in wanted:
         features = datasets.load_from_disk(str(data_dir / name))
-        heads = predict_logits(model, features, tokenizer, params.predict_test.batch_size, device())
+        heads = predict_logits(model, features, tokenizer, params.predict_test.batch_size, device(), bf16=bf16)
         if spec.is_squad:
             examples = datasets.load_from_disk(str(data_dir / f"{name}_examples"))
             answers, _ = postprocess_predictions(
@@ -178,7 +179,9 @@ def predict_files(
     return files
 
 
-def predict_split(params: Params, root: Path, task: str, model_dir: Path, data_dir: Path, split: str) -> dict[str, str]:
+def predict_split(
+    params: Params, root: Path, task: str, model_dir: Path, data_dir: Path, split: str, *, bf16: bool = False
+) -> dict[str, str]:
     """The predictions files of one task and one requested split.
 
     Args:
@@ -188,6 +191,7 @@ def predict_split(params: Params, root: Path, task: str, model_dir: Path, data_d
         model_dir: the task's fine-tuned model directory.
         data_dir: the task's ``prepare_data`` output.
         split: ``test`` or ``dev`` (see :func:`predict_files`).
+        bf16: run the model under bf16 autocast.
 
     Returns:
         File name -> file text (``SST-2.tsv``; ``SST-2.dev.tsv`` for dev; ``squad_v1-dev-predictions.json``).
@@ -195,7 +199,7 @@ def predict_split(params: Params, root: Path, task: str, model_dir: Path, data_d
     Raises:
         EffbertError: as :func:`predict_files`.
     """
-    return {f.name: f.text for f in predict_files(params, root, task, model_dir, data_dir, split)}
+    return {f.name: f.text for f in predict_files(params, root, task, model_dir, data_dir, split, bf16=bf16)}
 
 
 def _squad_split_reason(spec: TaskSpec, split: str) -> str:

@@ -72,10 +72,13 @@ def span_metrics(
     return {**metrics, SELECTION: selection_score(spec.name, metrics)}, predictions
 
 
-def heldout_score(model: Any, dataset: Any, tokenizer: Any, spec: TaskSpec, batch_size: int, device: str) -> float:
-    """The task's selection score of ``model`` on a (classification or regression) held-out dataset."""
+def heldout_score(
+    model: Any, dataset: Any, tokenizer: Any, spec: TaskSpec, batch_size: int, device: str, *, bf16: bool = False
+) -> float:
+    """The task's selection score of ``model`` on a (classification or regression) held-out dataset (with ``bf16``:
+    under bf16 autocast)."""
     from effbert.eval.inference import predict_logits
 
-    logits = predict_logits(model, dataset, tokenizer, batch_size, device)[0]
+    logits = predict_logits(model, dataset, tokenizer, batch_size, device, bf16=bf16)[0]
     metrics = glue_metrics(spec.name, logits_to_predictions(spec, logits), dataset["label"])
     return float(selection_score(spec.name, metrics))

@@ -1,5 +1,6 @@
-"""What ``effbert bench`` measures: latency of model pairs under the protocol of `effbert.measure.latency`, and the
-throughput of one knowledge-distillation step against its parts measured alone.
+"""What ``effbert bench`` measures: latency of model pairs under the protocol of `effbert.measure.latency`, the
+throughput of one knowledge-distillation step against its parts measured alone, and fp32 against bf16 autocast
+(`effbert.measure.precision`).
 
 :func:`run_benchmark` is the command's measurement set (a JSON-ready report), :func:`format_report` its tables.
 """
@@ -28,8 +29,8 @@ from effbert.measure.latency import (
     default_device,
     machine_description,
     model_mode,
+    rotated_times,
     shared_inputs,
-    time_calls,
     torch_threads,
 )
 from effbert.measure.size import model_params
@@ -168,7 +169,7 @@ def measure_kd_throughput(
             "student": lambda: student_step(cached),
             "kd": lambda: student_step(capture(teacher, **inputs)),
         }
-        times = _rotated_times(operations, warmup, steps, target)
+        times = rotated_times(operations, warmup, steps, target)
     return KDThroughputResult(
         batch_size=batch_size,
         seq_len=seq_len,
@@ -180,21 +181,6 @@ def measure_kd_throughput(
         student_step_ms=statistics.median(times["student"]),
         kd_step_ms=statistics.median(times["kd"]),
     )
-
-
-def _rotated_times(
-    operations: Mapping[str, Callable[[], object]], warmup: int, steps: int, device: torch.device
-) -> dict[str, list[float]]:
-    """Milliseconds of ``steps`` calls of each operation after ``warmup`` untimed ones, the order rotating per step."""
-    names = list(operations)
-    for name in names:
-        time_calls(operations[name], warmup, device)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for step in range(steps):
-        for offset in range(len(names)):
-            name = names[(step + offset) % len(names)]
-            times[name] += time_calls(operations[name], 1, device)
-    return times
 
 
 def reference_models(architecture: str = "efficientbert", seed: int = 0) -> tuple[nn.Module, nn.Module]:
@@ -301,7 +287,9 @@ def _check_pairs(pairs: list[Pair], seq_len: int, kd: bool) -> None:
         try:
             check_kd_pair(pairs[-1][2], pairs[-1][4])
         except ValueError as err:
-            raise EffbertError(f"KD throughput ({pairs[-1][0]} pair): {err}; use --skip-kd") from None
+            raise EffbertError(
+                f"KD throughput and precision ({pairs[-1][0]} pair): {err}; use --skip-kd --skip-precision"
+            ) from None
     for _, _, s_model, _, t_model in pairs:
         positions = [p for p in (config_int(m, "max_position_embeddings") for m in (s_model, t_model)) if p]
         if positions and seq_len > min(positions):
@@ -346,6 +334,9 @@ def run_benchmark(
     kd: bool = True,
     kd_batch: int = 8,
     kd_steps: int = 10,
+    precision: bool = True,
+    precision_batch: int = 16,
+    precision_steps: int = 5,
     rounds: int = 4,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -354,13 +345,17 @@ def run_benchmark(
     Pairs: the reference pair (random compact efficientbert vs random BERT-base) unless ``skip_reference``, and the
     directory pair when ``student_dir`` and ``teacher_dir`` are given. Each pair is measured with
     :func:`compare_latency` at every batch size; speed-up = teacher median / student median. KD throughput
-    (:func:`measure_kd_throughput`) uses the directory pair when given, else the reference pair.
+    (:func:`measure_kd_throughput`) and fp32 against bf16 autocast (`effbert.measure.precision.measure_precision`:
+    fine-tuning and KD steps at ``precision_batch``, a forward at twice that) use the directory pair when given,
+    else the reference pair.
 
     Raises:
         EffbertError: a bad option, a missing/unloadable model directory, a ``seq_len`` beyond a model's positions,
             or a KD pair the distillation loss cannot handle.
     """
     _validate(runs, warmup, batch_sizes, seq_len, threads, student_dir, teacher_dir, skip_reference, kd_batch, kd_steps)
+    if precision and (precision_batch < 1 or precision_steps < 1):
+        raise EffbertError(f"--precision-batch {precision_batch} / --precision-steps {precision_steps}: must be >= 1")
     say = progress or (lambda _message: None)
     try:
         target = default_device(device)
@@ -369,7 +364,7 @@ def run_benchmark(
     if target.type == "cuda" and not torch.cuda.is_available():
         raise EffbertError(f"--device {device!r}: torch sees no CUDA device")
     pairs = _pairs(student_dir, teacher_dir, skip_reference)
-    _check_pairs(pairs, seq_len, kd)
+    _check_pairs(pairs, seq_len, kd or precision)
     with torch_threads(threads) as used_threads:
         report: dict[str, Any] = {
             "protocol": {
@@ -387,23 +382,55 @@ def run_benchmark(
             "target_speedup_batch1": TARGET_SPEEDUP,
             "latency": [],
             "kd_throughput": None,
+            "precision": None,
         }
         timing = {"warmup": warmup, "runs": runs, "rounds": rounds, "device": target}
         report["latency"] = _latency_rows(pairs, batch_sizes, seq_len, timing, say)
-        if kd:
-            pair, s_entry, s_model, t_entry, t_model = pairs[-1]  # the directory pair when given
-            say(f"KD throughput: {s_entry['name']} from {t_entry['name']}, batch {kd_batch}, seq {seq_len} ...")
-            try:
-                kd_result = measure_kd_throughput(
-                    s_model, t_model, kd_batch, seq_len, steps=kd_steps, warmup=min(warmup, 2), device=target
-                )
-            except ValueError as err:
-                raise EffbertError(f"KD throughput ({pair} pair): {err}") from None
-            report["kd_throughput"] = {"pair": pair, "student": s_entry, "teacher": t_entry, **kd_result.to_dict()}
+        if kd:  # the directory pair when given
+            report["kd_throughput"] = _kd_row(pairs[-1], kd_batch, seq_len, kd_steps, min(warmup, 2), target, say)
+        if precision:
+            report["precision"] = _precision_rows(pairs[-1], precision_batch, seq_len, precision_steps, target, say)
     reference = [r for r in report["latency"] if r["pair"] == "reference" and r["batch_size"] == 1]
     if reference:
         report["target_met_batch1"] = reference[0]["speedup"] >= TARGET_SPEEDUP
     return report
+
+
+def _kd_row(
+    pair: Pair, batch: int, seq_len: int, steps: int, warmup: int, target: torch.device, say: Callable[[str], None]
+) -> dict[str, Any]:
+    """KD throughput of ``pair`` (see :func:`run_benchmark`)."""
+    name, s_entry, s_model, t_entry, t_model = pair
+    say(f"KD throughput: {s_entry['name']} from {t_entry['name']}, batch {batch}, seq {seq_len} ...")
+    try:
+        result = measure_kd_throughput(s_model, t_model, batch, seq_len, steps=steps, warmup=warmup, device=target)
+    except ValueError as err:
+        raise EffbertError(f"KD throughput ({name} pair): {err}") from None
+    return {"pair": name, "student": s_entry, "teacher": t_entry, **result.to_dict()}
+
+
+def _precision_rows(
+    pair: Pair, batch: int, seq_len: int, steps: int, target: torch.device, say: Callable[[str], None]
+) -> dict[str, Any]:
+    """fp32 against bf16 autocast on ``pair`` (see :func:`run_benchmark`)."""
+    from effbert.measure.precision import measure_precision, native_bf16_note
+
+    name, s_entry, s_model, t_entry, t_model = pair
+    say(f"precision: fp32 vs bf16 autocast, {t_entry['name']} (KD: {s_entry['name']}), batch {batch}, seq {seq_len}")
+    try:
+        rows = measure_precision(
+            s_model, t_model, train_batch=batch, forward_batch=2 * batch, seq_len=seq_len, steps=steps, device=target
+        )
+    except ValueError as err:
+        raise EffbertError(f"precision ({name} pair): {err}") from None
+    return {
+        "pair": name,
+        "student": s_entry,
+        "teacher": t_entry,
+        "steps": steps,
+        "native": native_bf16_note(target),
+        "rows": [row.to_dict() for row in rows],
+    }
 
 
 def _millions(count: int) -> str:
@@ -456,6 +483,19 @@ def format_report(report: Mapping[str, Any]) -> str:
             f"  KD step                          {kd['kd_step_ms']:9.1f} ms  = {kd['kd_sequences_per_s']:.1f} seq/s "
             f"(separately: {kd['separate_sequences_per_s']:.1f} seq/s)",
             f"  ratio (teacher + student) / KD   {kd['overhead_ratio']:9.2f}  (1 = no overhead)",
+        ]
+    precision = report.get("precision")
+    if precision:
+        lines += [
+            "",
+            f"fp32 vs bf16 autocast ({precision['pair']} pair, teacher {precision['teacher']['name']}; "
+            f"{precision['native']}; median of {precision['steps']} interleaved steps):",
+            f"  {'operation':<14} {'batch':>5} {'seq':>4} {'fp32 ms':>9} {'bf16 ms':>9} {'fp32/bf16':>9}",
+        ]
+        lines += [
+            f"  {row['operation']:<14} {row['batch_size']:>5} {row['seq_len']:>4} {row['fp32_ms']:>9.1f} "
+            f"{row['bf16_ms']:>9.1f} {row['speedup']:>8.2f}x"
+            for row in precision["rows"]
         ]
     return "\n".join(lines)
 

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -135,6 +135,25 @@ def time_calls(fn: Callable[[], object], count: int, device: torch.device) -> li
         fn()
         _synchronize(device)
         times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+Key = TypeVar("Key")
+
+
+def rotated_times(
+    operations: Mapping[Key, Callable[[], object]], warmup: int, steps: int, device: torch.device
+) -> dict[Key, list[float]]:
+    """Milliseconds of ``steps`` calls of each operation after ``warmup`` untimed ones, the order rotating per step
+    (drift in the machine's speed hits every operation alike)."""
+    keys = list(operations)
+    for key in keys:
+        time_calls(operations[key], warmup, device)
+    times: dict[Key, list[float]] = {key: [] for key in keys}
+    for step in range(steps):
+        for offset in range(len(keys)):
+            key = keys[(step + offset) % len(keys)]
+            times[key] += time_calls(operations[key], 1, device)
     return times
 
 

@@ -246,14 +246,17 @@ def _lineage_dirs(params: Params, paths: ReportPaths) -> list[Path]:
 
 
 def _lineage_run(directory: Path) -> dict[str, Any]:
-    """Stage, MLflow run id, commit and digest from a directory's ``lineage.json`` (None each when it has none)."""
+    """Stage, MLflow run id, commit, digest and bf16 autocast (on/off; None for a stage that neither trains nor
+    predicts) from a directory's ``lineage.json`` (None each when it has none)."""
     record = tracking.read_lineage(directory) or {}
+    bf16 = record.get("compute", {}).get("bf16")
     return {
         "output": str(directory),
         "stage": record.get("dvc_stage") or record.get("stage"),
         "run_id": record.get("run_id"),
         "git_commit": record.get("git_commit"),
         "digest": record.get("digest"),
+        "bf16": None if bf16 is None else ("on" if bf16 else "off"),
     }
 
 
@@ -281,8 +284,11 @@ def collect_lineage(params: Params, paths: ReportPaths) -> dict[str, Any]:
     Returns:
         ``git_commit``, ``code_digest``, ``effbert_version``, ``params_file`` and its ``params_sha256``,
         ``generated_at``, ``experiment``, ``data`` (per task and split the source file's sha256 from
-        ``meta.json``) and ``runs`` (per input directory its ``lineage.json``: stage, MLflow run id, commit, digest).
+        ``meta.json``), ``runs`` (per input directory its ``lineage.json``: stage, MLflow run id, commit, digest,
+        bf16) and ``bf16`` (the params setting and this machine's native-bf16 CPU flags).
     """
+    from effbert.compute import cpu_bf16_flags
+
     return {
         "git_commit": tracking.git_commit(),
         "code_digest": tracking.code_digest(),
@@ -293,6 +299,7 @@ def collect_lineage(params: Params, paths: ReportPaths) -> dict[str, Any]:
         "experiment": params.tracking.experiment,
         "data": _data_digests(params, paths.prepare_data),
         "runs": [_lineage_run(directory) for directory in _lineage_dirs(params, paths)],
+        "bf16": {"setting": params.bf16, "cpu_bf16_flags": list(cpu_bf16_flags())},
     }
 
 

@@ -16,11 +16,11 @@ import click
 from effbert.compute import device, seed_everything
 from effbert.data.tasks import get_task
 from effbert.params import Params
-from effbert.runtime import load_params, params_option, stage_context, write_json
+from effbert.runtime import load_params, params_option, resolve_bf16, stage_context, write_json
 
 log = logging.getLogger(__name__)
 
-PARAMS = ("seed", "evaluate")
+PARAMS = ("seed", "bf16", "evaluate")
 """The params this stage reads (dvc.yaml lists the same keys; tests/test_code_deps.py checks it)."""
 
 
@@ -41,15 +41,17 @@ def command(task: str, model_name: str, model_dir: str, data_dir: str, out: str,
     ):
         run.consume(Path(model_dir), f"{task}/{model_name}", context="model")
         run.consume(Path(data_dir), f"{task}/prepared", context="eval")
-        record = evaluate(params, task, model_name, Path(model_dir), Path(data_dir), tmp)
+        bf16 = resolve_bf16(params, run)
+        record = evaluate(params, task, model_name, Path(model_dir), Path(data_dir), tmp, bf16=bf16)
         run.log_metrics({f"dev/{k}": v for k, v in record["metrics"].items()})
         run.log_artifact(tmp)
 
 
 def evaluate(
-    params: Params, task: str, model_name: str, model_dir: Path, data_dir: Path, out_dir: Path
+    params: Params, task: str, model_name: str, model_dir: Path, data_dir: Path, out_dir: Path, *, bf16: bool
 ) -> dict[str, Any]:
-    """Evaluate ``model_dir`` on every dev split of ``task``; write metrics and predictions into ``out_dir``."""
+    """Evaluate ``model_dir`` on every dev split of ``task`` (with ``bf16``: under bf16 autocast); write metrics
+    (the record says whether bf16 was on) and predictions into ``out_dir``."""
     from effbert.data.prepared import eval_splits
     from effbert.eval.evaluation import evaluate_dev
     from effbert.models.auto import load_task_model
@@ -59,10 +61,11 @@ def evaluate(
     seed_everything(params.seed)
     model = load_task_model(str(model_dir), spec)
     tokenizer = load_tokenizer(str(model_dir))
-    evaluation = evaluate_dev(model, tokenizer, spec, eval_splits(spec, data_dir), params.evaluate, device())
+    splits = eval_splits(spec, data_dir)
+    evaluation = evaluate_dev(model, tokenizer, spec, splits, params.evaluate, device(), bf16=bf16)
     for name, text in evaluation.files.items():
         (out_dir / name).write_text(text, encoding="utf-8")
-    record = evaluation.record(task, model_name)
+    record = {**evaluation.record(task, model_name), "bf16": bf16}
     write_json(out_dir / "metrics.json", record)
     log.info("%s on %s dev: %s", model_name, task, ", ".join(f"{k}={v:.4f}" for k, v in record["metrics"].items()))
     return record

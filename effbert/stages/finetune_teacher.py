@@ -24,13 +24,14 @@ from effbert.runtime import (
     checkpoint_dir,
     load_params,
     params_option,
+    resolve_bf16,
     stage_context,
     write_json,
 )
 
 log = logging.getLogger(__name__)
 
-PARAMS = ("seed", "finetune_teacher")
+PARAMS = ("seed", "bf16", "finetune_teacher")
 """The params this stage reads (dvc.yaml lists the same keys; tests/test_code_deps.py checks it)."""
 
 
@@ -74,7 +75,7 @@ def finetune(
         run.log_dataset(f"teacher/{hp.model}", Path(source), "pretrained_model")
     rows = TaskRows.load(data_dir, spec)
     checkpoints = checkpoint_dir("finetune_teacher", task, params, PARAMS, [data_dir])
-    args = selection_arguments(hp, output_dir=checkpoints, seed=params.seed)
+    args = selection_arguments(hp, output_dir=checkpoints, seed=params.seed, bf16=resolve_bf16(params, run))
     callbacks = [metrics_callback(run.log_metrics)]
     trainer = build_trainer(spec, model, tokenizer, args, rows.train, rows.heldout, rows.heldout_examples, callbacks)
     log.info(

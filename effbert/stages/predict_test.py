@@ -19,11 +19,11 @@ from effbert import tracking
 from effbert.data.tasks import get_task
 from effbert.errors import EffbertError
 from effbert.params import Params
-from effbert.runtime import atomic_dir, load_params, params_option, stage_context, write_json
+from effbert.runtime import atomic_dir, load_params, params_option, resolve_bf16, stage_context, write_json
 
 log = logging.getLogger(__name__)
 
-PARAMS = ("seed", "tasks", "predict_test", "evaluate", "data.glue_dir", "data.squad_dir")
+PARAMS = ("seed", "bf16", "tasks", "predict_test", "evaluate", "data.glue_dir", "data.squad_dir")
 """The params this stage reads (dvc.yaml lists the same keys; tests/test_code_deps.py checks it)."""
 
 MANIFEST_NAME = "manifest.json"
@@ -41,12 +41,15 @@ def command(models_root: str, data_root: str, out: str, params_file: str) -> Non
         for task in params.tasks:
             run.consume(Path(models_root) / task, f"{task}/student", context="model")
             run.consume(Path(data_root) / task, f"{task}/prepared", context="test")
-        manifest = predict_test(params, list(params.tasks), Path(models_root), Path(data_root), tmp)
+        bf16 = resolve_bf16(params, run)
+        manifest = predict_test(params, list(params.tasks), Path(models_root), Path(data_root), tmp, bf16=bf16)
         run.log_artifact(tmp)
         run.log_metrics({f"rows/{name}": float(f["rows"]) for name, f in manifest.get("files", {}).items()})
 
 
-def predict_test(params: Params, tasks: list[str], models_root: Path, data_root: Path, out_dir: Path) -> dict[str, Any]:
+def predict_test(
+    params: Params, tasks: list[str], models_root: Path, data_root: Path, out_dir: Path, *, bf16: bool = False
+) -> dict[str, Any]:
     """Every task's submission files, the GLUE zip and the manifest, written into ``out_dir``.
 
     Args:
@@ -55,6 +58,7 @@ def predict_test(params: Params, tasks: list[str], models_root: Path, data_root:
         models_root: folder holding one model directory per task (``results/models/student``).
         data_root: folder holding one ``prepare_data`` output per task (``results/prepare_data``).
         out_dir: the folder to write into.
+        bf16: run the models under bf16 autocast.
 
     Returns:
         The manifest (also written to ``manifest.json``).
@@ -75,7 +79,7 @@ def predict_test(params: Params, tasks: list[str], models_root: Path, data_root:
         if spec.is_squad:
             split, squad[task] = squad_split(params, spec)
         model_dirs[task] = models_root / task
-        files += predict_files(params, root, task, model_dirs[task], data_root / task, split)
+        files += predict_files(params, root, task, model_dirs[task], data_root / task, split, bf16=bf16)
     for f in files:
         (out_dir / f.name).write_text(f.text, encoding="utf-8")
     glue_files = {f.name: f.text for f in files if not get_task(f.task).is_squad}
@@ -105,6 +109,7 @@ def predict_command(
     task: str, model_dir: str, split: str, data_dir: str | None, out: str | None, params_file: str
 ) -> None:
     """Predictions of a model directory on a prepared split, in the GLUE server / SQuAD predictions format."""
+    from effbert.compute import use_bf16
     from effbert.eval.prediction_files import predict_split
 
     get_task(task)
@@ -114,7 +119,8 @@ def predict_command(
         raise EffbertError(f"--data {data}: no prepared data (run `effbert run --target prepare_data@{task}` first)")
     target = Path(out or f"results/predict/{task}")
     root = tracking.project_root()
-    files = predict_split(params, root, task, Path(model_dir), data, split)  # fails before anything is written
+    bf16 = use_bf16(params.bf16)
+    files = predict_split(params, root, task, Path(model_dir), data, split, bf16=bf16)  # fails before writing
     with atomic_dir(target) as tmp:
         for name, text in files.items():
             (tmp / name).write_text(text, encoding="utf-8")

@@ -39,7 +39,7 @@ def training_arguments(
         batch_size: rows per step instead of ``section.batch_size`` (stage 3's multi-task KD feeds whole batches).
         eval_batch_size: rows per evaluation step (default: the training batch size).
         group_by_length: batch rows of similar length together (less padding, same data).
-        bf16: bf16 autocast, used only on CUDA.
+        bf16: bf16 autocast with fp32 weights, on CUDA or on the CPU (`effbert.compute.use_bf16` decides).
         label_names: the batch keys holding labels (KD modules take them as inputs).
     """
     import torch
@@ -73,7 +73,8 @@ def training_arguments(
         save_steps=save_steps,
         save_total_limit=save_total_limit,
         logging_steps=max(1, min(10, save_steps)),
-        bf16=bf16 and torch.cuda.is_available(),
+        bf16=bf16,
+        use_cpu=bf16 and not torch.cuda.is_available(),  # the Trainer's way to autocast bf16 on the CPU
         report_to="none",
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
@@ -85,10 +86,10 @@ def training_arguments(
 
 
 def selection_arguments(
-    section: HeldoutSelection, *, output_dir: Path, seed: int, label_names: list[str] | None = None
+    section: HeldoutSelection, *, output_dir: Path, seed: int, bf16: bool, label_names: list[str] | None = None
 ) -> Any:
     """:func:`training_arguments` of a section that selects its checkpoint on the held-out slice: evaluated and
-    checkpointed every ``eval_steps``, ``save_total_limit`` kept, its evaluation batch, length grouping and bf16."""
+    checkpointed every ``eval_steps``, ``save_total_limit`` kept, its evaluation batch and length grouping."""
     return training_arguments(
         section,
         output_dir=output_dir,
@@ -98,6 +99,6 @@ def selection_arguments(
         select_on_heldout=True,
         eval_batch_size=section.eval_batch_size,
         group_by_length=section.group_by_length,
-        bf16=section.bf16,
+        bf16=bf16,
         label_names=label_names,
     )

@@ -144,6 +144,20 @@ def test_kd_trainer_loss_falls_and_logs_terms(tmp_path: Path) -> None:
     assert logged[-1]["kd_prediction"] == 0.0  # task-agnostic: no prediction term
 
 
+def test_kd_under_bf16_autocast_keeps_fp32_weights_and_learns(tmp_path: Path) -> None:
+    module = agnostic_module()
+    seen: list[torch.dtype] = []
+    query = module.student.encoder.layer[0].attention.self.query
+    query.register_forward_hook(lambda _module, _inputs, out: seen.append(out.dtype))
+    trainer = kd_trainer(module, tmp_path / "ckpt", corpus(64), epochs=6.0, learning_rate=5e-3, bf16=True)
+    trainer.args.logging_steps = 8
+    trainer.train()
+    assert seen and set(seen) == {torch.bfloat16}  # the forward ran under bf16 autocast (the teacher's too)
+    assert {p.dtype for p in module.parameters()} == {torch.float32}  # fp32 master weights
+    logged = [entry for entry in trainer.state.log_history if "kd_hidden" in entry]
+    assert logged[-1]["loss"] < 0.5 * logged[0]["loss"], logged
+
+
 class CrashAt(TrainerCallback):
     """Simulates a killed run: raises once the Trainer has finished ``step``."""
 

@@ -218,9 +218,13 @@ def _lineage(params: Params) -> dict[str, Any]:
         "data": [{"task": task, "split": "dev", "sha256": "cd" * 32, "tokenizer": "dist:x"} for task in params.tasks],
         "runs": [
             {"output": "results/eval_summary", "stage": "eval_summary", "run_id": "f" * 32, "git_commit": "0" * 40,
-             "digest": "e" * 64},
-            {"output": "results/search_stage1", "stage": None, "run_id": None, "git_commit": None, "digest": None},
+             "digest": "e" * 64, "bf16": None},
+            {"output": "results/models/student/sst2", "stage": "final_distill@sst2", "run_id": "a" * 32,
+             "git_commit": "0" * 40, "digest": "b" * 64, "bf16": "on"},
+            {"output": "results/search_stage1", "stage": None, "run_id": None, "git_commit": None, "digest": None,
+             "bf16": None},
         ],
+        "bf16": {"setting": "auto", "cpu_bf16_flags": ["avx512_bf16"]},
     }  # fmt: skip
 
 

@@ -331,3 +331,13 @@ def test_the_published_rows_cite_the_papers_not_reference_files(
     for document in (markdown, page):
         assert "shared/reference" not in document
         assert not re.search(r"(efficientbert|baselines)\.md", document)
+
+
+def test_lineage_shows_bf16_per_stage(sample: tuple[dict[str, Any], dict[str, bytes]], page: str) -> None:
+    report, _ = sample
+    lineage = next(s for s in report["sections"] if s["title"] == "Lineage and reproduction")
+    facts = {row["item"]: row["value"] for row in lineage["blocks"][0]["rows"]}
+    assert facts["bf16 autocast (params bf16; per stage below)"] == "auto (native-bf16 CPU flags here: avx512_bf16)"
+    runs = next(b for b in lineage["blocks"] if b.get("caption", "").startswith("MLflow runs behind"))
+    assert [row["bf16"] for row in runs["rows"]] == [None, "on", None]
+    assert "avx512_bf16" in page

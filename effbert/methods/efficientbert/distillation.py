@@ -117,6 +117,7 @@ def distill_on_corpus(
     seed: int,
     checkpoints: Path,
     callbacks: list[Any],
+    bf16: bool,
     projection_from: Path | None = None,
 ) -> tuple[TrainingOutcome, DistillationLoss]:
     """Task-agnostic KD (attention scores + hidden states) of ``student`` from the pre-trained ``teacher``.
@@ -132,6 +133,7 @@ def distill_on_corpus(
         seed: the run's seed.
         checkpoints: the Trainer's checkpoint folder.
         callbacks: ``TrainerCallback`` objects (metrics to MLflow).
+        bf16: train under bf16 autocast (fp32 weights), the teacher's forward included.
         projection_from: a model directory whose trained ``fit_dense`` the objective continues with.
 
     Returns:
@@ -153,7 +155,7 @@ def distill_on_corpus(
         save_steps=hp.save_steps,
         save_total_limit=hp.save_total_limit,
         select_on_heldout=False,
-        bf16=hp.bf16,
+        bf16=bf16,
     )
     log.info("distilling: %d corpus rows", len(corpus))
     outcome = fit(DistillationModule(student, teacher, loss), tokenizer, corpus, args, callbacks=callbacks)
@@ -198,6 +200,7 @@ def general_student(
     *,
     checkpoints: Path,
     callbacks: list[Any],
+    bf16: bool,
 ) -> GeneralResult:
     """Slice ``architecture`` (of the ``student`` frame, `student_architecture`) out of the supernet and distil it on
     the corpus (``final_distill.general``); write the compact student, its tokenizer, ``fit_dense`` and architecture.
@@ -236,6 +239,7 @@ def general_student(
         seed=params.seed,
         checkpoints=checkpoints,
         callbacks=callbacks,
+        bf16=bf16,
         projection_from=supernet_dir,
     )
     student.save_pretrained(str(model_out))
@@ -256,6 +260,7 @@ def distill_on_task(
     seed: int,
     checkpoints: Path,
     callbacks: list[Any],
+    bf16: bool,
     projection_from: Path,
 ) -> TrainingOutcome:
     """Task KD (attention + hidden + prediction) of ``student`` from the fine-tuned ``teacher``; evaluates on the
@@ -272,7 +277,7 @@ def distill_on_task(
     )
     load_projection(loss, projection_from)
     labels = ["start_positions", "end_positions"] if spec.kind == "span" else ["labels"]
-    args = selection_arguments(hp, output_dir=checkpoints, seed=seed, label_names=labels)
+    args = selection_arguments(hp, output_dir=checkpoints, seed=seed, bf16=bf16, label_names=labels)
     log.info("distilling: %d training rows", len(rows.train))
     module = DistillationModule(student, teacher, loss)
     return fit(
@@ -306,6 +311,7 @@ def task_student(
     *,
     checkpoints: Path,
     callbacks: list[Any],
+    bf16: bool,
 ) -> TaskResult:
     """Task KD of the general student in ``student_dir`` from the task's fine-tuned teacher (``final_distill.task``
     with the task's overrides); write the best student by held-out score, its tokenizer and architecture."""
@@ -329,6 +335,7 @@ def task_student(
         seed=params.seed,
         checkpoints=checkpoints,
         callbacks=callbacks,
+        bf16=bf16,
         projection_from=student_dir,
     )
     student.save_pretrained(str(model_out))

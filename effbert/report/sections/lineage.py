@@ -25,6 +25,14 @@ def _reproduce(lineage: Mapping[str, Any]) -> str:
     )
 
 
+def _bf16_fact(bf16: Mapping[str, Any] | None) -> str:
+    """The ``bf16`` setting and the report machine's native-bf16 CPU flags."""
+    if not bf16:
+        return "not recorded"
+    flags = ", ".join(bf16.get("cpu_bf16_flags") or []) or "none"
+    return f"{bf16['setting']} (native-bf16 CPU flags here: {flags})"
+
+
 def lineage_section(lineage: Mapping[str, Any]) -> dict[str, Any]:
     """Commit, digests, MLflow runs and how to reproduce.
 
@@ -37,6 +45,7 @@ def lineage_section(lineage: Mapping[str, Any]) -> dict[str, Any]:
         {"item": "effbert version", "value": lineage["effbert_version"]},
         {"item": f"params file ({lineage['params_file']}) sha256", "value": lineage["params_sha256"]},
         {"item": "MLflow experiment", "value": lineage["experiment"]},
+        {"item": "bf16 autocast (params bf16; per stage below)", "value": _bf16_fact(lineage.get("bf16"))},
         {"item": "generated at (UTC)", "value": lineage["generated_at"]},
     ]
     blocks = [
@@ -59,6 +68,7 @@ def lineage_section(lineage: Mapping[str, Any]) -> dict[str, Any]:
                 ("run_id", "MLflow run id", "text"),
                 ("git_commit", "git commit", "text"),
                 ("digest", "output digest", "text"),
+                ("bf16", "bf16", "text"),
             ],
             [dict(r, digest=r["digest"][:16] if r.get("digest") else None) for r in lineage["runs"]],
         ),

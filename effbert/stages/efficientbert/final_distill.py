@@ -29,15 +29,16 @@ from effbert.compute import seed_everything, set_threads
 from effbert.data.tasks import get_task
 from effbert.models.teacher import teacher_source
 from effbert.params import Params
-from effbert.runtime import checkpoint_dir, load_params, params_option, read_json, stage_context
+from effbert.runtime import checkpoint_dir, load_params, params_option, read_json, resolve_bf16, stage_context
 
 log = logging.getLogger(__name__)
 
-GENERAL_PARAMS = ("seed", "student", "final_distill.general", "finetune_teacher.model")
+GENERAL_PARAMS = ("seed", "bf16", "student", "final_distill.general", "finetune_teacher.model")
 """The params ``final_distill_general`` reads (dvc.yaml lists the same keys; tests/test_code_deps.py checks it)."""
 
 TASK_PARAMS = (
     "seed",
+    "bf16",
     "student",
     "final_distill.task",
     "data.glue_dir",
@@ -124,6 +125,7 @@ def distill_general(
         model_out,
         checkpoints=checkpoints,
         callbacks=[metrics_callback(run.log_metrics)],
+        bf16=resolve_bf16(params, run),
     )
     extra = {
         "student_params": param_count(result.student),
@@ -183,7 +185,7 @@ def distill_task(
     hp = params.final_distill.task.for_task(task)
     seed_everything(params.seed)
     set_threads(hp.threads)
-    keys = ("seed", "final_distill.task")
+    keys = ("seed", "bf16", "final_distill.task")
     checkpoints = checkpoint_dir("final_distill", task, params, keys, [student_dir, teacher_dir, data_dir])
     result = task_student(
         params,
@@ -194,6 +196,7 @@ def distill_task(
         model_out,
         checkpoints=checkpoints,
         callbacks=[metrics_callback(run.log_metrics)],
+        bf16=resolve_bf16(params, run),
     )
     extra = {"student_params": param_count(result.student)}
     metrics = write_training_report(result.outcome, result.train_rows, report_dir, extra)

@@ -41,6 +41,7 @@ from effbert.runtime import (
     input_digest,
     load_params,
     params_option,
+    resolve_bf16,
     stage_context,
     write_json,
 )
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 
 COMMON_PARAMS = (
     "seed",
+    "bf16",
     "student",
     "finetune_teacher.model",
     "search.strategy",
@@ -232,13 +234,14 @@ def search(number: int, params: Params, inputs: StageInputs, out_dir: Path, run:
         seed=params.seed,
     )
     settings = LoopSettings(stage_name, budget, s.workers if number < 3 else 1, params.seed)
+    bf16 = resolve_bf16(params, run)
     pools: list[Any] = []
     extra: dict[str, float] = {}
     try:
         if number < 3:
-            evaluate, reference_of = _proxy_evaluate(params, inputs, state_dir, pools), None
+            evaluate, reference_of = _proxy_evaluate(params, inputs, state_dir, pools, bf16), None
         else:
-            evaluate, reference_of, extra = _weight_sharing_evaluate(params, inputs, space, state_dir, run)
+            evaluate, reference_of, extra = _weight_sharing_evaluate(params, inputs, space, state_dir, run, bf16)
         started = time.perf_counter()
         records = search_loop(
             space,
@@ -267,7 +270,7 @@ def _checkpoint_label(supernet_dir: Path) -> str:
     return f"{supernet_dir} sha256 {input_digest(supernet_dir)[:16]} run {lineage.get('run_id', '?')}"
 
 
-def _proxy_evaluate(params: Params, inputs: StageInputs, state_dir: Path, pools: list[Any]) -> Any:
+def _proxy_evaluate(params: Params, inputs: StageInputs, state_dir: Path, pools: list[Any], bf16: bool) -> Any:
     """Stages 1 and 2: `evaluate_candidate` in this process, or in a pool of ``search.workers`` processes."""
     from effbert.methods.efficientbert.search.loop import in_process, process_pool, worker_pool
     from effbert.methods.efficientbert.search.proxy import ProxyJob, evaluate_candidate
@@ -284,6 +287,7 @@ def _proxy_evaluate(params: Params, inputs: StageInputs, state_dir: Path, pools:
         inputs.data_root,
         inputs.teacher_root,
         state_dir / "scratch",
+        bf16=bf16,
         threads=threads,
     )
 
@@ -297,7 +301,7 @@ def _proxy_evaluate(params: Params, inputs: StageInputs, state_dir: Path, pools:
 
 
 def _weight_sharing_evaluate(
-    params: Params, inputs: StageInputs, space: Any, state_dir: Path, run: tracking.StageRun
+    params: Params, inputs: StageInputs, space: Any, state_dir: Path, run: tracking.StageRun, bf16: bool
 ) -> tuple[Any, Callable[[Any], float], dict[str, float]]:
     """Stage 3: train the weight-sharing supernet (or reload it from the search state), then score candidates on the
     proxy task's held-out rows with no training."""
@@ -308,17 +312,17 @@ def _weight_sharing_evaluate(
 
     task = params.proxy_task
     tokenizer = load_tokenizer(str(inputs.supernet_dir))
-    module, losses = _weight_sharing_supernet(params, inputs, space, state_dir, tokenizer)
+    module, losses = _weight_sharing_supernet(params, inputs, space, state_dir, tokenizer, bf16)
     run.log_metrics({f"weight_sharing_{k}": v for k, v in losses.items() if math.isfinite(v)})
     module.eval()
     heldout = load_split(inputs.data_root / task, "heldout", params.search.stage3.heldout_examples)
     batch = params.search.proxy.eval_batch_size
-    score = heldout_scorer(module, task, get_task(task), heldout, tokenizer, batch, device())
+    score = heldout_scorer(module, task, get_task(task), heldout, tokenizer, batch, device(), bf16=bf16)
     return scored(score), score, {f"weight_sharing_{k}": v for k, v in losses.items()}
 
 
 def _weight_sharing_supernet(
-    params: Params, inputs: StageInputs, space: Any, state_dir: Path, tokenizer: Any
+    params: Params, inputs: StageInputs, space: Any, state_dir: Path, tokenizer: Any, bf16: bool
 ) -> tuple[Any, dict[str, float]]:
     """The trained weight-sharing module: trained now (general then multi-task KD), or reloaded from the state."""
     import json
@@ -365,6 +369,7 @@ def _weight_sharing_supernet(
         seed=params.seed,
         draw=space.sample,
         checkpoints=state_dir,
+        bf16=bf16,
     )
     losses["seconds"] = time.perf_counter() - started  # this run's training time (a resumed run: its remainder)
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}

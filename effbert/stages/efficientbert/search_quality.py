@@ -32,12 +32,13 @@ from effbert.compute import device, seed_everything, set_threads
 from effbert.errors import EffbertError
 from effbert.models.teacher import teacher_source
 from effbert.params import Params
-from effbert.runtime import checkpoint_dir, load_params, params_option, stage_context, write_json
+from effbert.runtime import checkpoint_dir, load_params, params_option, resolve_bf16, stage_context, write_json
 
 log = logging.getLogger(__name__)
 
 PARAMS = (
     "seed",
+    "bf16",
     "student",
     "finetune_teacher.model",
     "search.proxy",
@@ -92,7 +93,7 @@ class QualityInputs:
     teacher_root: Path
 
 
-def _final_score(params: Params, arch_file: Path, inputs: QualityInputs, work: Path) -> tuple[float, float]:
+def _final_score(params: Params, arch_file: Path, inputs: QualityInputs, work: Path, bf16: bool) -> tuple[float, float]:
     """Final distillation of one architecture (general, then task KD on the proxy task): (dev score, best
     held-out score)."""
     from effbert.data.prepared import eval_splits, load_split
@@ -119,6 +120,7 @@ def _final_score(params: Params, arch_file: Path, inputs: QualityInputs, work: P
         general_dir,
         checkpoints=work / "checkpoints-general",
         callbacks=[],
+        bf16=bf16,
     )
     seed_everything(params.seed)
     set_threads(params.final_distill.task.for_task(task).threads)
@@ -132,11 +134,13 @@ def _final_score(params: Params, arch_file: Path, inputs: QualityInputs, work: P
         task_dir,
         checkpoints=work / "checkpoints-task",
         callbacks=[],
+        bf16=bf16,
     )
     spec = get_task(task)
     seed_everything(params.seed)
     model, tokenizer = result.student, load_tokenizer(str(task_dir))
-    evaluation = evaluate_dev(model, tokenizer, spec, eval_splits(spec, data_dir), params.evaluate, device())
+    splits = eval_splits(spec, data_dir)
+    evaluation = evaluate_dev(model, tokenizer, spec, splits, params.evaluate, device(), bf16=bf16)
     score = float(evaluation.record(task, "student")["score"])
     return score, float(result.outcome.best_score or 0.0)
 
@@ -164,6 +168,7 @@ def measure_quality(params: Params, inputs: QualityInputs, out_dir: Path, run: t
         inputs.data_root,
         inputs.teacher_root,
         state / "scratch",
+        bf16=resolve_bf16(params, run),
     )
     for position, row in picked.iterrows():
         index = int(position)
@@ -199,7 +204,7 @@ def _candidate_record(
     arch = parse_architecture_string(str(row["architecture"]), hidden, name=f"candidate-{int(row['index'])}")
     work = state / f"candidate-{index}"
     work.mkdir(exist_ok=True)
-    final, heldout = _final_score(params, arch.save(work / "architecture.json"), inputs, work)
+    final, heldout = _final_score(params, arch.save(work / "architecture.json"), inputs, work, base.bf16)
     shutil.rmtree(work, ignore_errors=True)
     return {
         "index": index,

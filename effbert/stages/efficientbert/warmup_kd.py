@@ -23,11 +23,11 @@ from effbert import tracking
 from effbert.compute import seed_everything, set_threads
 from effbert.models.teacher import teacher_source
 from effbert.params import Params
-from effbert.runtime import checkpoint_dir, load_params, params_option, stage_context
+from effbert.runtime import checkpoint_dir, load_params, params_option, resolve_bf16, stage_context
 
 log = logging.getLogger(__name__)
 
-PARAMS = ("seed", "student", "warmup_kd", "finetune_teacher.model")
+PARAMS = ("seed", "bf16", "student", "warmup_kd", "finetune_teacher.model")
 """The params this stage reads (dvc.yaml lists the same keys; tests/test_code_deps.py checks it)."""
 
 
@@ -90,6 +90,7 @@ def warm_up(
         seed=params.seed,
         checkpoints=checkpoints,
         callbacks=[metrics_callback(run.log_metrics)],
+        bf16=resolve_bf16(params, run),
     )
     supernet.save_pretrained(str(model_out))
     tokenizer.save_pretrained(str(model_out))

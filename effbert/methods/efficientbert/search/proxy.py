@@ -60,6 +60,7 @@ class ProxyJob:
         inherit_weights: start from the supernet's slices (False: random init).
         scratch_dir: where the Trainer may write; removed afterwards.
         threads: torch CPU threads for this evaluation (None: leave as is).
+        bf16: train and score under bf16 autocast (fp32 weights).
     """
 
     index: int
@@ -76,6 +77,7 @@ class ProxyJob:
     inherit_weights: bool = True
     scratch_dir: str = ".effbert/scratch"
     threads: int | None = None
+    bf16: bool = False
 
     @classmethod
     def for_stage(
@@ -88,6 +90,7 @@ class ProxyJob:
         teacher_root: Path,
         scratch_dir: Path,
         *,
+        bf16: bool,
         threads: int | None = None,
     ) -> ProxyJob:
         """The job of a stage's candidates, the candidate still blank (see :meth:`candidate`): the proxy task's
@@ -108,6 +111,7 @@ class ProxyJob:
             inherit_weights=params.search.inherit_weights,
             scratch_dir=str(scratch_dir),
             threads=threads,
+            bf16=bf16,
         )
 
     def candidate(self, index: int, architecture: str, fingerprint: str) -> ProxyJob:
@@ -208,6 +212,7 @@ def _short_kd(module: Any, tokenizer: Any, rows: Any, spec: Any, phase: Any, job
         save_steps=10**9,  # a candidate is the unit of resume: no intermediate checkpoints
         save_total_limit=1,
         select_on_heldout=False,
+        bf16=job.bf16,
         label_names=None if spec is None else ["labels"],
     )
     try:
@@ -297,5 +302,7 @@ def _train_and_score(job: ProxyJob, body: Any, projection: Any) -> dict[str, Any
     if not (math.isfinite(result["general_loss"]) and math.isfinite(result["task_loss"])):
         result.update(status="diverged", error="non-finite training loss")
     else:
-        result["fitness"] = heldout_score(student, heldout, tokenizer, spec, proxy.eval_batch_size, device())
+        result["fitness"] = heldout_score(
+            student, heldout, tokenizer, spec, proxy.eval_batch_size, device(), bf16=job.bf16
+        )
     return result

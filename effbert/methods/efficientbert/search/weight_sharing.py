@@ -224,11 +224,13 @@ def train_weight_sharing(
     seed: int,
     draw: Callable[[random.Random], Architecture],
     checkpoints: Path,
+    bf16: bool,
 ) -> dict[str, float]:
     """Stage 3a + 3b: weight-sharing general KD of ``module.body`` from the pre-trained ``teacher`` on the first
     ``general.data_fraction`` of the corpus, then multi-task KD over the first ``multitask.data_fraction`` of each
     task's training rows (``train_sets`` in ``module.task_names`` order); a random sub-architecture ``draw(rng)`` per
-    step. Resumes either phase from its checkpoints under ``checkpoints``.
+    step. Resumes either phase from its checkpoints under ``checkpoints``; with ``bf16`` both train under bf16
+    autocast (fp32 weights).
 
     Returns:
         ``general_loss`` and ``multitask_loss``: each phase's final training loss.
@@ -244,6 +246,7 @@ def train_weight_sharing(
         save_steps=hp.general.save_steps,
         save_total_limit=1,
         select_on_heldout=False,
+        bf16=bf16,
     )
     log.info("stage 3a: weight-sharing general KD on %d corpus rows", len(corpus))
     callbacks = [random_subnet_callback(module.body, draw, seed, "general")]
@@ -261,6 +264,7 @@ def train_weight_sharing(
         save_total_limit=1,
         select_on_heldout=False,
         batch_size=1,  # one row = one single-task batch
+        bf16=bf16,
         label_names=["labels"],
     )
     args.remove_unused_columns = False
@@ -273,15 +277,24 @@ def train_weight_sharing(
 
 
 def heldout_scorer(
-    module: MultiTaskDistillation, task: str, spec: TaskSpec, heldout: Any, tokenizer: Any, batch_size: int, device: str
+    module: MultiTaskDistillation,
+    task: str,
+    spec: TaskSpec,
+    heldout: Any,
+    tokenizer: Any,
+    batch_size: int,
+    device: str,
+    *,
+    bf16: bool = False,
 ) -> Callable[[Architecture], float]:
-    """Scores a sub-architecture of the trained supernet on ``task``'s held-out rows, with no further training."""
+    """Scores a sub-architecture of the trained supernet on ``task``'s held-out rows, with no further training (with
+    ``bf16``: under bf16 autocast)."""
     from effbert.eval.scoring import heldout_score
 
     head = module.head(task)
 
     def score(arch: Architecture) -> float:
         set_active(module.body, arch)
-        return heldout_score(head, heldout, tokenizer, spec, batch_size, device)
+        return heldout_score(head, heldout, tokenizer, spec, batch_size, device, bf16=bf16)
 
     return score
