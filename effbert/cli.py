@@ -1,8 +1,9 @@
 """The ``effbert`` command: one subcommand per DAG stage (their recipes in `effbert.stages`), plus the tools.
 
 Each command lives in the module named by :data:`COMMANDS` and is imported only when it runs (or when ``--help``
-lists it), so a stage's process imports exactly its own recipe and what that recipe uses: its code dependencies in
-``dvc.yaml`` are that import closure (`effbert.code_deps`). User errors become one line on stderr and exit code 2.
+lists it), so a stage's process imports exactly its own recipe and what that recipe uses: its code dependency
+(``results/code/<command>.json``, written by the ``code_digest`` stage) hashes that import closure
+(`effbert.code_deps`). User errors become one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from effbert.errors import EffbertError
 
 COMMANDS: dict[str, str] = {
     # DAG stages (dvc.yaml runs them; their recipes read params, call the library, write their outputs)
+    "code-digest": "effbert.stages.code_digest:command",
     "prepare-data": "effbert.stages.prepare_data:command",
     "prepare-corpus": "effbert.stages.prepare_corpus:command",
     "finetune-teacher": "effbert.stages.finetune_teacher:command",

@@ -1,32 +1,31 @@
 """Every stage's code dependencies, computed from the code: the effbert files its command imports.
 
-DVC hashes only what a stage lists in ``deps``, so a stage must list every effbert module its command runs, or an
-edit to one of them leaves a stale result "up to date". A stage runs ``effbert <command> ...``; its code is the
+DVC hashes only what a stage lists in ``deps``, so a stage must depend on every effbert module its command runs, or
+an edit to one of them leaves a stale result "up to date". A stage runs ``effbert <command> ...``; its code is the
 import closure of `effbert.cli` and of the command's module (`effbert.cli.COMMANDS`): every ``import`` and ``from
 ... import`` of an effbert module anywhere in a module (imports inside functions included, ``if TYPE_CHECKING:``
 blocks left out), every package ``__init__.py`` on the way, and the package data files a module declares in a
 module-level ``PACKAGE_DATA`` tuple (globs relative to its folder).
 
-In ``dvc.yaml`` (and ``workflow/optional/dvc.yaml``) each stage's code dependencies follow the marker comment
-:data:`MARKER` at the end of its ``deps``; ``effbert code-deps --write`` rewrites them and ``effbert code-deps``
-(run by ``make test`` through tests/test_code_deps.py) fails when they differ from the closure.
+The ``code_digest`` stage (deps: the whole ``effbert`` folder) writes :func:`code_digest` of every command the
+pipeline files run to ``results/code/<command>.json``, and each stage depends on its command's file: an edit reruns
+``code_digest`` (seconds) and then exactly the stages whose closure changed. One small file per stage instead of a
+list of ~50 files keeps ``dvc.lock`` small, which DVC parses and rewrites after every stage.
 """
 
 from __future__ import annotations
 
 import ast
-import re
+import hashlib
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 PACKAGE = Path(__file__).resolve().parent
 """The effbert package folder."""
-
-MARKER = "# code: the import closure of the command (effbert code-deps --write)"
-"""The comment after which a stage's code dependencies are listed."""
 
 PIPELINE_FILES = ("dvc.yaml", "workflow/optional/dvc.yaml")
 """The pipeline files whose stages run effbert commands."""
@@ -147,10 +146,6 @@ def declared_params(command: str) -> tuple[str, ...]:
     return tuple(declared[command] if isinstance(declared, dict) else declared)
 
 
-_STAGE = re.compile(r"^  ([A-Za-z0-9_]+):\s*$")
-_DEP = re.compile(r"^(\s+)- effbert/\S*\s*$")
-
-
 def stage_commands(pipeline: Path) -> dict[str, str]:
     """Stage name -> its ``effbert`` subcommand, from the pipeline file's (uninterpolated) ``cmd``."""
     stages = (yaml.safe_load(pipeline.read_text(encoding="utf-8")) or {}).get("stages", {})
@@ -163,58 +158,14 @@ def stage_commands(pipeline: Path) -> dict[str, str]:
     return commands
 
 
-def _rewrite(pipeline: Path, label: str) -> tuple[str, list[str]]:
-    """The pipeline file's text with every stage's code block regenerated, and one line per stage that changed."""
-    commands = stage_commands(pipeline)
-    out: list[str] = []
-    changes: list[str] = []
-    marked: set[str] = set()
-    lines = pipeline.read_text(encoding="utf-8").splitlines()
-    stage = None
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        match = _STAGE.match(line)
-        if match:
-            stage = match.group(1)
-        out.append(line)
-        i += 1
-        if line.strip() != MARKER or stage not in commands:
-            continue
-        marked.add(stage)
-        indent = line[: len(line) - len(line.lstrip())]
-        listed = []
-        while i < len(lines) and _DEP.match(lines[i]):
-            listed.append(lines[i].strip()[2:])
-            i += 1
-        wanted = command_files(commands[stage])
-        out += [f"{indent}- {f}" for f in wanted]
-        if listed != wanted:
-            missing, extra = sorted(set(wanted) - set(listed)), sorted(set(listed) - set(wanted))
-            changes.append(f"{label}: {stage}: missing {missing or 'none'}; not imported {extra or 'none'}")
-    for name in sorted(set(commands) - marked):
-        changes.append(f"{label}: {name}: no '{MARKER}' line in its deps")
-    return "\n".join(out) + "\n", changes
+def pipeline_commands(root: Path) -> list[str]:
+    """Every ``effbert`` subcommand a stage of the pipeline files runs, sorted."""
+    commands = {c for name in PIPELINE_FILES if (root / name).is_file() for c in stage_commands(root / name).values()}
+    return sorted(commands - {"code-digest"})
 
 
-def check(root: Path) -> list[str]:
-    """What differs between the pipeline files' code dependencies and the import closures (empty: all correct)."""
-    problems = []
-    for name in PIPELINE_FILES:
-        if (root / name).is_file():
-            problems += _rewrite(root / name, name)[1]
-    return problems
-
-
-def write(root: Path) -> list[str]:
-    """Rewrite the code dependencies of every stage in the pipeline files; returns what changed."""
-    changes = []
-    for name in PIPELINE_FILES:
-        path = root / name
-        if not path.is_file():
-            continue
-        text, changed = _rewrite(path, name)
-        if changed:
-            path.write_text(text, encoding="utf-8")
-        changes += changed
-    return changes
+def code_digest(command: str) -> dict[str, Any]:
+    """What ``effbert <command>`` runs: ``{"command", "files": {path: sha256}}`` over :func:`command_files`."""
+    root = PACKAGE.parent
+    files = {path: hashlib.sha256((root / path).read_bytes()).hexdigest() for path in command_files(command)}
+    return {"command": command, "files": files}

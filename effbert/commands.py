@@ -194,18 +194,18 @@ def init_student_command(arch: str, hidden: int | None, layers: int | None, head
 
 
 @click.command("code-deps")
-@click.option("--write", is_flag=True, help="Rewrite the code dependencies in dvc.yaml and workflow/optional/dvc.yaml.")
-def code_deps_command(write: bool) -> None:
-    """Check (or --write) every stage's code dependencies: the effbert modules its command imports.
-
-    Exits 1 when a pipeline file lists other modules than the import closure of its stage's command.
-    """
+@click.argument("commands", nargs=-1)
+def code_deps_command(commands: tuple[str, ...]) -> None:
+    """Print the code a stage command runs: the effbert files of its import closure (what the code_digest stage
+    hashes into results/code/COMMAND.json). Without COMMANDS: every command the pipeline files run."""
     from effbert import code_deps, tracking
+    from effbert.cli import COMMANDS
 
-    root = tracking.project_root()
-    problems = code_deps.write(root) if write else code_deps.check(root)
-    for line in problems:
-        click.echo(line)
-    if problems and not write:
-        sys.exit(1)
-    click.echo("code dependencies: " + ("rewritten" if write and problems else "up to date"))
+    names = list(commands) or code_deps.pipeline_commands(tracking.project_root())
+    for name in names:
+        if name not in COMMANDS:
+            raise EffbertError(f"code-deps {name}: not an effbert command (known: {' '.join(sorted(COMMANDS))})")
+        files = code_deps.command_files(name)
+        click.echo(f"{name}: {len(files)} files")
+        for path in files:
+            click.echo(f"  {path}")

@@ -118,20 +118,31 @@ def _inside(child: str, parent: str) -> bool:
     return PurePosixPath(child).is_relative_to(PurePosixPath(parent))
 
 
-def snakemake_inputs(stage: StageSpec, stages: list[StageSpec]) -> list[str]:
+def snakemake_inputs(stage: StageSpec, stages: list[StageSpec], root: Path | None = None) -> list[str]:
     """The rule inputs of ``stage``: each dep, or the outputs that produce it.
 
     A dep inside another stage's output directory becomes that output; a dep that is a parent of other stages'
-    outputs (``results/eval``) becomes all of them. Source deps (code, raw data) stay as they are.
+    outputs (``results/eval``) becomes all of them. Source deps (code, raw data) stay as they are, except that with
+    ``root`` a source directory becomes its files (bytecode left out): Snakemake's mtime trigger sees an edited file
+    only as an input of its own (a directory's mtime changes when entries come and go, not when one is edited).
     """
     outs = [out for other in stages if other is not stage for out in other.outs]
     inputs: list[str] = []
     for dep in stage.deps:
         producers = [out for out in outs if _inside(dep, out) or _inside(out, dep)]
-        for item in producers or [dep]:
+        for item in producers or _source_files(dep, root):
             if item not in inputs:
                 inputs.append(item)
     return inputs
+
+
+def _source_files(dep: str, root: Path | None) -> list[str]:
+    """``dep``'s files (sorted, relative like ``dep``) when ``root / dep`` is a directory, else ``[dep]``."""
+    folder = root / dep if root is not None else None
+    if folder is None or not folder.is_dir():
+        return [dep]
+    files = [p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"]
+    return sorted(str(PurePosixPath(dep) / p.relative_to(folder).as_posix()) for p in files) or [dep]
 
 
 def edges(stages: list[StageSpec]) -> set[tuple[str, str]]:

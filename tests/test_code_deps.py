@@ -1,8 +1,9 @@
-"""Code dependencies that cannot be wrong: every stage lists exactly the effbert files its command imports, and
-exactly the params keys its recipe declares (and logs to MLflow)."""
+"""Code dependencies that cannot be wrong: every stage depends on the digest of exactly the effbert files its command
+imports (written by the code_digest stage), and on exactly the params keys its recipe declares (and logs to MLflow)."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -23,16 +24,23 @@ def _command(stage: dag.StageSpec) -> str:
     return words[1]
 
 
-def test_pipeline_files_list_the_import_closure() -> None:
-    assert code_deps.check(ROOT) == []  # fix with: effbert code-deps --write
-
-
-def test_every_resolved_stage_lists_exactly_its_code(stages: list[dag.StageSpec]) -> None:
+def test_every_stage_depends_on_its_command_code_digest(stages: list[dag.StageSpec]) -> None:
+    digest_stage = next(stage for stage in stages if stage.name == "code_digest")
+    assert digest_stage.deps == ("effbert",) and digest_stage.outs == ("results/code",)
     for stage in stages:
-        listed = sorted(d for d in stage.deps if d.startswith("effbert/"))
-        assert listed == code_deps.command_files(_command(stage)), stage.name
-        module = COMMANDS[_command(stage)].split(":")[0].replace(".", "/") + ".py"
-        assert module in listed  # its own recipe, at least
+        if stage is digest_stage:
+            continue
+        assert not [d for d in stage.deps if d.startswith("effbert")], stage.name  # no hand-kept file lists
+        assert [d for d in stage.deps if d.startswith("results/code/")] == [f"results/code/{_command(stage)}.json"]
+    commands = {_command(stage) for stage in stages if stage is not digest_stage}
+    assert set(code_deps.pipeline_commands(ROOT)) == commands
+
+
+def test_code_digest_hashes_the_import_closure() -> None:
+    digest = code_deps.code_digest("evaluate")
+    assert digest["command"] == "evaluate" and list(digest["files"]) == code_deps.command_files("evaluate")
+    module = "effbert/stages/evaluate.py"
+    assert digest["files"][module] == hashlib.sha256((ROOT / module).read_bytes()).hexdigest()
 
 
 def test_every_stage_tracks_exactly_the_params_its_recipe_reads(stages: list[dag.StageSpec]) -> None:
@@ -65,11 +73,9 @@ def test_every_package_data_file_is_declared() -> None:
     assert data <= declared, sorted(str(p) for p in data - declared)
 
 
-def test_code_deps_command_reports_a_missing_module(project: Path) -> None:
-    dvc_yaml = project / "dvc.yaml"
-    text = dvc_yaml.read_text(encoding="utf-8")
-    dvc_yaml.write_text(text.replace("        - effbert/data/qa_features.py\n", "", 1), encoding="utf-8")
-    result = run_cli(["effbert", "code-deps"], project)
-    assert result.returncode == 1 and "missing ['effbert/data/qa_features.py']" in result.stdout
-    fixed = run_cli(["effbert", "code-deps", "--write"], project)
-    assert fixed.returncode == 0 and dvc_yaml.read_text(encoding="utf-8") == text
+def test_code_deps_command_prints_a_closure_and_refuses_unknown_commands(project: Path) -> None:
+    result = run_cli(["effbert", "code-deps", "eval-summary"], project)
+    assert result.returncode == 0 and result.stdout.splitlines()[0].startswith("eval-summary: ")
+    assert "  effbert/stages/eval_summary.py" in result.stdout.splitlines()
+    unknown = run_cli(["effbert", "code-deps", "no-such"], project)
+    assert unknown.returncode == 2 and "code-deps no-such: not an effbert command" in unknown.stderr

@@ -74,7 +74,11 @@ def test_inputs_map_onto_producing_outputs() -> None:
     inputs = dag.snakemake_inputs(summary, stages)
     assert "results/eval" not in inputs  # a parent of outputs becomes those outputs
     assert {"results/eval/teacher/sst2", "results/eval/teacher/squad_v1"} <= set(inputs)
-    assert "effbert/stages/eval_summary.py" in inputs
+    assert "results/code" in inputs  # its code digest lies in the code_digest stage's output
+    digest = next(s for s in stages if s.name == "code_digest")
+    assert dag.snakemake_inputs(digest, stages) == ["effbert"]
+    code_files = dag.snakemake_inputs(digest, stages, ROOT)  # a source folder: its files, for the mtime trigger
+    assert "effbert/stages/eval_summary.py" in code_files and not any(".pyc" in f for f in code_files)
     spec = dag.StageSpec("x", "x", "true", deps=("results/prepare_data/sst2/train",), outs=("results/x",))
     producer = dag.StageSpec("p", "p", "true", deps=(), outs=("results/prepare_data/sst2",))
     assert dag.snakemake_inputs(spec, [spec, producer]) == ["results/prepare_data/sst2"]
@@ -98,3 +102,12 @@ def test_run_targets_name_stages_or_families() -> None:
     assert resolve_targets(ROOT, []) == ([], [])
     with pytest.raises(EffbertError, match="--target nope: no such stage"):
         resolve_targets(ROOT, ["nope"])
+
+
+def test_run_prints_the_overhead_outside_the_stage_runs() -> None:
+    from effbert.pipeline import overhead_line
+
+    line = overhead_line(100.0, [40.0, 50.0, 4.0])
+    assert line.startswith("Stage runs: 94.0 s; outside them (start-up, tracking setup, engine hashing and lock): ")
+    assert line.endswith(" 6.0 s = 2.0 s per stage")
+    assert overhead_line(1.0, []).endswith("= 0.0 s per stage")

@@ -20,7 +20,7 @@ def _output(path):
 for _stage in STAGES:
     rule:
         name: _stage.rule
-        input: dag.snakemake_inputs(_stage, STAGES)
+        input: dag.snakemake_inputs(_stage, STAGES, ROOT)
         output: [_output(out) for out in _stage.outs]
         params:
             _cmd=_stage.cmd,
