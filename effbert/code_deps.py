@@ -164,8 +164,8 @@ def pipeline_commands(root: Path) -> list[str]:
     return sorted(commands - {"code-digest"})
 
 
-def code_digest(command: str) -> dict[str, Any]:
-    """What ``effbert <command>`` runs: ``{"command", "files": {path: sha256}}`` over :func:`command_files`."""
-    root = PACKAGE.parent
+def code_digest(command: str, root: Path) -> dict[str, Any]:
+    """What ``effbert <command>`` runs: ``{"command", "files": {path: sha256}}`` over :func:`command_files`, the
+    files hashed as they are in the project ``root`` (the folder DVC tracks; normally the imported package)."""
     files = {path: hashlib.sha256((root / path).read_bytes()).hexdigest() for path in command_files(command)}
     return {"command": command, "files": files}

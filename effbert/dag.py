@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from effbert import code_deps
+
 # Stage families that train a network: Snakemake gives their jobs the `gpu` resource on clusters.
 TRAINING_STAGES = frozenset(
     {
@@ -124,16 +126,26 @@ def snakemake_inputs(stage: StageSpec, stages: list[StageSpec], root: Path | Non
     A dep inside another stage's output directory becomes that output; a dep that is a parent of other stages'
     outputs (``results/eval``) becomes all of them. Source deps (code, raw data) stay as they are, except that with
     ``root`` a source directory becomes its files (bytecode left out): Snakemake's mtime trigger sees an edited file
-    only as an input of its own (a directory's mtime changes when entries come and go, not when one is edited).
+    only as an input of its own (a directory's mtime changes when entries come and go, not when one is edited). For
+    the same reason, with ``root`` a command's code digest (``results/code/<command>.json``, what DVC compares)
+    becomes the files it hashes, so Snakemake reruns a rule when one of them is newer, not whenever ``code_digest``
+    ran.
     """
     outs = [out for other in stages if other is not stage for out in other.outs]
     inputs: list[str] = []
     for dep in stage.deps:
+        if root is not None and PurePosixPath(dep).parent == PurePosixPath(CODE_DIGESTS):
+            inputs += [f for f in code_deps.command_files(PurePosixPath(dep).stem) if f not in inputs]
+            continue
         producers = [out for out in outs if _inside(dep, out) or _inside(out, dep)]
         for item in producers or _source_files(dep, root):
             if item not in inputs:
                 inputs.append(item)
     return inputs
+
+
+CODE_DIGESTS = "results/code"
+"""Where the ``code_digest`` stage writes one ``<command>.json`` per pipeline command."""
 
 
 def _source_files(dep: str, root: Path | None) -> list[str]:

@@ -335,6 +335,14 @@ class SearchParams(_Section):
     stage2: StageBudget = StageBudget()
     stage3: Stage3Params = Stage3Params()
     quality_candidates: Annotated[int, Field(ge=3)] = 8  # search_quality: candidates taken from the hall of fame
+    noise_seeds: NonNegInt = 3  # stage 1: seeds (its own included) the vanilla candidate is scored under; 0 = none
+
+    @field_validator("noise_seeds")
+    @classmethod
+    def _enough_for_a_deviation(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("must be 0 (not measured) or at least 2 (a standard deviation needs two scores)")
+        return value
 
     def budget(self, number: int) -> StageBudget:
         """The budget of search stage ``number`` (1, 2 or 3): ``stage1``, ``stage2`` or ``stage3``."""

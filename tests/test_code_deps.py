@@ -37,7 +37,7 @@ def test_every_stage_depends_on_its_command_code_digest(stages: list[dag.StageSp
 
 
 def test_code_digest_hashes_the_import_closure() -> None:
-    digest = code_deps.code_digest("evaluate")
+    digest = code_deps.code_digest("evaluate", ROOT)
     assert digest["command"] == "evaluate" and list(digest["files"]) == code_deps.command_files("evaluate")
     module = "effbert/stages/evaluate.py"
     assert digest["files"][module] == hashlib.sha256((ROOT / module).read_bytes()).hexdigest()

@@ -29,9 +29,10 @@ def command(out: str, params_file: str) -> None:
     """Hash the import closure of every command the pipeline runs: one results/code/<command>.json each."""
     params = load_params(params_file)
     with stage_context("code_digest", "code_digest", params, PARAMS, [Path(out)]) as (run, (tmp,)):
-        commands = code_deps.pipeline_commands(tracking.project_root())
+        root = tracking.project_root()
+        commands = code_deps.pipeline_commands(root)
         for name in commands:
-            digest = code_deps.code_digest(name)
+            digest = code_deps.code_digest(name, root)
             write_json(tmp / f"{name}.json", digest)
             run.log_metrics({f"files/{name}": len(digest["files"])})
         log.info("code digests of %d commands in %s", len(commands), out)

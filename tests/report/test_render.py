@@ -341,3 +341,12 @@ def test_lineage_shows_bf16_per_stage(sample: tuple[dict[str, Any], dict[str, by
     runs = next(b for b in lineage["blocks"] if b.get("caption", "").startswith("MLflow runs behind"))
     assert [row["bf16"] for row in runs["rows"]] == [None, "on", None]
     assert "avx512_bf16" in page
+
+
+def test_search_states_the_proxy_noise_and_each_gain_in_its_units(page: str) -> None:
+    assert "gain / proxy noise SD" in page
+    assert "Proxy noise: the stage-1 vanilla GELU candidate scored under seeds [42, 43, 44]" in page
+    assert "standard deviation 0.0075" in page
+    assert "Stage 1: gain +0.0225 = 3.0 SD of the proxy&#x27;s noise: beyond noise" in page or (
+        "Stage 1: gain +0.0225 = 3.0 SD of the proxy's noise: beyond noise" in page
+    )

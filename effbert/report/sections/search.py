@@ -67,6 +67,7 @@ def _stage_row(stage: Mapping[str, Any]) -> dict[str, Any]:
         "best": m.get("best_fitness"),
         "vanilla": m.get("vanilla_fitness"),
         "gain": m.get("gain_over_vanilla"),
+        "gain_sd": m.get("gain_in_noise_sd"),
         "params": m.get("winner_params"),
         "latency": m.get("winner_latency_ms"),
         "minutes": seconds / 60 if isinstance(seconds, int | float) else None,
@@ -94,6 +95,7 @@ def _stage_table(params: Params, stages: Sequence[Mapping[str, Any]]) -> dict[st
             ("best", "best fitness", "float4"),
             ("vanilla", "vanilla fitness", "float4"),
             ("gain", "gain over vanilla", "signed4"),
+            ("gain_sd", "gain / proxy noise SD", "rate"),
             ("params", "winner params", "millions"),
             ("latency", "winner latency ms", "ms"),
             ("minutes", "search minutes", "rate"),
@@ -102,6 +104,30 @@ def _stage_table(params: Params, stages: Sequence[Mapping[str, Any]]) -> dict[st
         [_stage_row(stage) for stage in stages],
         note,
     )
+
+
+def _noise(stages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The proxy's noise (stage 1's vanilla candidate under several seeds) and, per stage, whether its gain over the
+    vanilla candidate is beyond it, in plain words (the stage's ``gain_verdict``)."""
+    noise = stages[0]["metrics"].get("proxy_noise")
+    if not noise:
+        return text("The proxy's noise was not measured (search.noise_seeds: 0): the stage gains carry no error bar.")
+    scores = ", ".join(f"{f:.4f}" for f in noise["fitness"])
+    lines = [
+        f"Proxy noise: the stage-1 vanilla GELU candidate scored under seeds {noise['seeds']} (data order and fresh "
+        f"head): {scores}; mean {noise['mean']:.4f}, standard deviation {noise['std']:.4f}."
+    ]
+    for stage in stages:
+        gain, said = stage["metrics"].get("gain_over_vanilla"), stage["metrics"].get("gain_verdict")
+        if not isinstance(gain, int | float) or not said:
+            continue
+        note = (
+            " (stage 3 scores with weight sharing, not the proxy: the unit is indicative)"
+            if stage["stage"] == 3
+            else ""
+        )
+        lines.append(f"Stage {stage['stage']}: gain {gain:+.4f} = {said}{note}.")
+    return bullets(lines)
 
 
 def _layer_table(stages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -188,6 +214,7 @@ def search_section(
     blocks = [
         _overview(params, stages),
         _stage_table(params, stages),
+        _noise(stages),
         _layer_table(stages),
         _kendall(quality),
         *_figures(stages, quality_png),

@@ -18,6 +18,7 @@ Outputs per stage: ``hall_of_fame.csv``, ``architecture.json`` (the winner; the 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -41,6 +42,7 @@ from effbert.runtime import (
     input_digest,
     load_params,
     params_option,
+    read_json,
     resolve_bf16,
     stage_context,
     write_json,
@@ -67,7 +69,7 @@ COMMON_PARAMS = (
 """The params every search stage reads."""
 
 PARAMS = {
-    "search-stage1": (*COMMON_PARAMS, "search.stage1"),
+    "search-stage1": (*COMMON_PARAMS, "search.stage1", "search.noise_seeds"),
     "search-stage2": (*COMMON_PARAMS, "search.stage2"),
     "search-stage3": (*COMMON_PARAMS, "search.stage3", "tasks"),
 }
@@ -223,16 +225,7 @@ def search(number: int, params: Params, inputs: StageInputs, out_dir: Path, run:
     )
     label = _checkpoint_label(inputs.supernet_dir)
     run.set_tags({"effbert.search.inherited_checkpoint": label})
-    sampler = make_sampler(
-        s.strategy,
-        space,
-        n_init=s.lanas.n_init,
-        refit_every=s.lanas.refit_every,
-        tree_height=s.lanas.tree_height,
-        population_size=s.evolution.population_size,
-        tournament_size=s.evolution.tournament_size,
-        seed=params.seed,
-    )
+    sampler = make_sampler(s.strategy, space, seed=params.seed, **_sampler_options(s))
     settings = LoopSettings(stage_name, budget, s.workers if number < 3 else 1, params.seed)
     bf16 = resolve_bf16(params, run)
     pools: list[Any] = []
@@ -256,12 +249,69 @@ def search(number: int, params: Params, inputs: StageInputs, out_dir: Path, run:
     finally:
         for pool in pools:
             pool.shutdown(cancel_futures=True)
+    noise = _proxy_noise(number, params, inputs, space, records, state_dir, bf16)
     summary = summarize(
-        number, records, space, frame, s, wall=wall, checkpoint_label=label, reference_of=reference_of, extra=extra
+        number,
+        records,
+        space,
+        frame,
+        s,
+        wall=wall,
+        checkpoint_label=label,
+        reference_of=reference_of,
+        extra=extra,
+        noise=noise,
     )
     _write_outputs(summary, out_dir, run)
     shutil.rmtree(state_dir / "scratch", ignore_errors=True)
     return summary.metrics
+
+
+def _sampler_options(s: Any) -> dict[str, Any]:
+    """The ``search`` params of the samplers (LaNAS and evolution; random sampling takes none)."""
+    return {
+        "n_init": s.lanas.n_init,
+        "refit_every": s.lanas.refit_every,
+        "tree_height": s.lanas.tree_height,
+        "population_size": s.evolution.population_size,
+        "tournament_size": s.evolution.tournament_size,
+    }
+
+
+def _proxy_noise(
+    number: int, params: Params, inputs: StageInputs, space: Any, records: list[dict[str, Any]], state: Path, bf16: bool
+) -> dict[str, Any] | None:
+    """Stage 1: the vanilla candidate scored under ``search.noise_seeds`` seeds (the search's own score reused; each
+    new score kept in the state, so a restart loses at most one); stages 2 and 3 carry the previous stage's."""
+    import dataclasses
+
+    from effbert.methods.efficientbert.search.noise import measure_noise, noise_seeds
+    from effbert.methods.efficientbert.search.proxy import evaluate_candidate
+    from effbert.methods.efficientbert.search.space import architecture_string
+
+    if number > 1:
+        previous = read_json(Path(str(inputs.previous_dir)) / "metrics.json", "the previous search stage's metrics")
+        return previous.get("proxy_noise")
+    if params.search.noise_seeds == 0:
+        return None
+    vanilla = space.vanilla_reference()
+    fingerprint = space.fingerprint(vanilla)
+    cache = state / "noise.json"
+    known = {int(k): float(v) for k, v in (json.loads(cache.read_text()) if cache.is_file() else {}).items()}
+    searched = [float(r["fitness"]) for r in records if r["fingerprint"] == fingerprint]
+    if searched:  # the search's own score of the vanilla candidate, under its seed
+        known[params.seed] = searched[0]
+    job = _proxy_job(params, inputs, state, bf16).candidate(len(records), architecture_string(vanilla), fingerprint)
+
+    def score(seed: int) -> float:
+        fitness = float(evaluate_candidate(dataclasses.replace(job, seed=seed))["fitness"])
+        known[seed] = fitness
+        cache.with_suffix(".tmp").write_text(json.dumps({str(k): v for k, v in known.items()}), encoding="utf-8")
+        cache.with_suffix(".tmp").replace(cache)
+        log.info("proxy noise: vanilla candidate, seed %d: fitness %.4f", seed, fitness)
+        return fitness
+
+    return measure_noise(noise_seeds(params.seed, params.search.noise_seeds), known, score)
 
 
 def _checkpoint_label(supernet_dir: Path) -> str:
@@ -279,7 +329,22 @@ def _proxy_evaluate(params: Params, inputs: StageInputs, state_dir: Path, pools:
 
     workers = params.search.workers
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
-    base = ProxyJob.for_stage(
+    base = _proxy_job(params, inputs, state_dir, bf16, threads)
+
+    def make_job(index: int, proposal: Proposal) -> ProxyJob:
+        return base.candidate(index, architecture_string(proposal.arch), proposal.fingerprint)
+
+    if workers == 1:
+        return in_process(lambda i, p: evaluate_candidate(make_job(i, p)))
+    pools.append(worker_pool(workers, threads or 1))
+    return process_pool(pools[-1], make_job, evaluate_candidate)
+
+
+def _proxy_job(params: Params, inputs: StageInputs, state_dir: Path, bf16: bool, threads: int | None = None) -> Any:
+    """The stage's `ProxyJob`, the candidate still blank."""
+    from effbert.methods.efficientbert.search.proxy import ProxyJob
+
+    return ProxyJob.for_stage(
         params,
         teacher_source(params),
         inputs.supernet_dir,
@@ -290,14 +355,6 @@ def _proxy_evaluate(params: Params, inputs: StageInputs, state_dir: Path, pools:
         bf16=bf16,
         threads=threads,
     )
-
-    def make_job(index: int, proposal: Proposal) -> ProxyJob:
-        return base.candidate(index, architecture_string(proposal.arch), proposal.fingerprint)
-
-    if workers == 1:
-        return in_process(lambda i, p: evaluate_candidate(make_job(i, p)))
-    pools.append(worker_pool(workers, threads or 1))
-    return process_pool(pools[-1], make_job, evaluate_candidate)
 
 
 def _weight_sharing_evaluate(

@@ -64,13 +64,16 @@ def summarize(
     checkpoint_label: str,
     reference_of: Callable[[Architecture], float] | None = None,
     extra: dict[str, float] | None = None,
+    noise: dict[str, Any] | None = None,
 ) -> StageSummary:
-    """Summarise search stage ``number`` from its evaluated ``records``.
+    """Summarise search stage ``number`` from its evaluated ``records`` (``noise``: the proxy's noise measured in
+    stage 1, `effbert.methods.efficientbert.search.noise`; the gain over vanilla is also stated in its units).
 
     Raises:
         EffbertError: no candidate could be evaluated.
     """
     from effbert.methods.efficientbert.search.hall_of_fame import best_so_far, hall_of_fame
+    from effbert.methods.efficientbert.search.noise import in_noise_units, verdict
     from effbert.methods.efficientbert.search.plots import search_figure
 
     stage_name = f"search_stage{number}"
@@ -90,6 +93,9 @@ def summarize(
         "best_fitness": float(best["fitness"]),
         "vanilla_fitness": vanilla_fitness,
         "gain_over_vanilla": float(best["fitness"]) - vanilla_fitness,
+        "proxy_noise": noise,
+        "gain_in_noise_sd": in_noise_units(float(best["fitness"]) - vanilla_fitness, noise),
+        "gain_verdict": verdict(float(best["fitness"]) - vanilla_fitness, noise),
         "winner_params": int(best["params"]),
         "winner_latency_ms": float(best["latency_ms"]),
         "vanilla_params": space.params(vanilla),
