@@ -39,3 +39,20 @@ def test_summary_without_metrics_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "eval").mkdir()
     with pytest.raises(EffbertError, match=r"no \*/\*/metrics\.json"):
         eval_summary.summarize(tmp_path / "eval", tmp_path)
+
+
+def test_summary_shows_the_majority_class_beside_the_models(tmp_path: Path) -> None:
+    evals, out = tmp_path / "eval", tmp_path / "out"
+    out.mkdir()
+    write_metrics(evals, "teacher", "mrpc", 0.8)
+    write_metrics(evals, "student", "mrpc", 0.7)
+    for model in ("teacher", "student"):  # both records carry the same baseline: one row
+        path = evals / model / "mrpc" / "metrics.json"
+        record = json.loads(path.read_text())
+        record["majority"] = {"prediction": "1", "metrics": {"accuracy": 0.684}, "score": 0.684}
+        path.write_text(json.dumps(record))
+    table = eval_summary.summarize(evals, out)
+    rows = {(r["model"], r["task"]): r for r in table.to_dict("records")}
+    assert len(table) == 3 and rows[("majority", "mrpc")]["accuracy"] == pytest.approx(0.684)
+    assert rows[("majority", "mrpc")]["vs_teacher"] == pytest.approx(0.684 / 0.8)
+    assert "| majority | mrpc | dev | 10 | 0.6840 |" in (out / "summary.md").read_text()

@@ -64,6 +64,37 @@ def _glue_split(spec: TaskSpec, split: EvalSplit, logits: Any) -> tuple[dict[str
     return metrics, "\n".join(lines) + "\n"
 
 
+def majority_baseline(spec: TaskSpec, train_labels: Sequence[Any], splits: Sequence[EvalSplit]) -> dict[str, Any]:
+    """What a model that ignores its input scores on the dev splits: the most frequent training label for every row
+    (regression: the training mean; its correlations are 0 by the metrics' constant-input rule).
+
+    Returns:
+        ``{"prediction", "metrics", "score"}`` (names suffixed ``_mm`` for MNLI mismatched), like an evaluation.
+
+    Raises:
+        ValueError: a span task (extractive QA has no majority class) or no training label.
+    """
+    import numpy as np
+
+    if spec.kind == "span" or not len(train_labels):
+        raise ValueError(f"{spec.name}: no majority-class baseline for a span task or without training labels")
+    labels = np.asarray(train_labels)
+    if spec.kind == "regression":
+        constant: Any = float(labels.mean())
+        shown = f"{constant:.4f}"
+    else:
+        values, counts = np.unique(labels, return_counts=True)
+        constant = int(values[np.argmax(counts)])  # ties: the smallest class id
+        shown = spec.labels[constant]
+    metrics: dict[str, float] = {}
+    for split in splits:
+        suffix = "" if split.name == "dev" else "_" + split.name.removeprefix("dev_")
+        gold = split.features["label"]
+        split_metrics = glue_metrics(spec.name, [constant] * len(gold), gold)
+        metrics.update({f"{k}{suffix}": v for k, v in split_metrics.items()})
+    return {"prediction": shown, "metrics": metrics, "score": selection_score(spec.name, metrics)}
+
+
 def evaluate_dev(
     model: Any,
     tokenizer: Any,

@@ -12,7 +12,9 @@ from effbert.errors import EffbertError
 
 
 def summary_table(evaluations: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """One row per (model, task): split, row count, score, score relative to the teacher's, every metric.
+    """One row per (model, task): split, row count, score, score relative to the teacher's, every metric; plus a
+    ``majority`` row per sentence task (the most frequent training label for every dev row, from the records'
+    ``majority`` baseline), the floor every model must clear.
 
     Args:
         evaluations: the ``evaluate`` stage's ``metrics.json`` records.
@@ -21,17 +23,15 @@ def summary_table(evaluations: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
         EffbertError: no record.
     """
     records = []
+    baselines: dict[str, dict[str, Any]] = {}
     for record in evaluations:
-        records.append(
-            {
-                "model": record["model"],
-                "task": record["task"],
-                "split": record["split"],
-                "rows": sum(record["rows"].values()),
-                "score": record["score"],
-                **record["metrics"],
-            }
-        )
+        row = {"model": record["model"], "task": record["task"], "split": record["split"]}
+        row["rows"] = sum(record["rows"].values())
+        records.append({**row, "score": record["score"], **record["metrics"]})
+        if record.get("majority"):
+            majority = record["majority"]
+            baselines[record["task"]] = {**row, "model": "majority", "score": majority["score"], **majority["metrics"]}
+    records += baselines.values()
     if not records:
         raise EffbertError("no evaluate record to summarise")
     table = pd.DataFrame.from_records(records).sort_values(["task", "model"], ignore_index=True)

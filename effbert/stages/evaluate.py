@@ -51,9 +51,10 @@ def evaluate(
     params: Params, task: str, model_name: str, model_dir: Path, data_dir: Path, out_dir: Path, *, bf16: bool
 ) -> dict[str, Any]:
     """Evaluate ``model_dir`` on every dev split of ``task`` (with ``bf16``: under bf16 autocast); write metrics
-    (the record says whether bf16 was on) and predictions into ``out_dir``."""
-    from effbert.data.prepared import eval_splits
-    from effbert.eval.evaluation import evaluate_dev
+    (the record says whether bf16 was on and, for a sentence task, what the majority-class baseline scores) and
+    predictions into ``out_dir``."""
+    from effbert.data.prepared import eval_splits, load_split
+    from effbert.eval.evaluation import evaluate_dev, majority_baseline
     from effbert.models.auto import load_task_model
     from effbert.models.teacher import load_tokenizer
 
@@ -66,6 +67,8 @@ def evaluate(
     for name, text in evaluation.files.items():
         (out_dir / name).write_text(text, encoding="utf-8")
     record = {**evaluation.record(task, model_name), "bf16": bf16}
+    if not spec.is_squad:
+        record["majority"] = majority_baseline(spec, load_split(data_dir, "train")["label"], splits)
     write_json(out_dir / "metrics.json", record)
     log.info("%s on %s dev: %s", model_name, task, ", ".join(f"{k}={v:.4f}" for k, v in record["metrics"].items()))
     return record

@@ -132,3 +132,26 @@ def test_predictions_file_reproduces_metrics(task: str, tmp_path: Path, tokenize
         label_index = {"stsb": -1, "mrpc": 0, "qqp": -1, "mnli": -1, "cola": 1}.get(task, -1)
         rows = dev_file if task == "cola" else dev_file[1:]
         assert gold_column == [row.split("\t")[label_index] for row in rows]  # verbatim, e.g. 2.33333333333333
+
+
+@pytest.mark.parametrize("task", ["mrpc", "stsb", "mnli"])
+def test_majority_baseline_predicts_the_most_frequent_training_label(task: str, tmp_path: Path, tokenizer: Any) -> None:
+    from effbert.eval.evaluation import majority_baseline
+
+    write_dev_files(task, tmp_path)
+    spec = get_task(task)
+    splits = []
+    for name in spec.dev_splits:
+        examples = read_glue_split(task, glue_split_path(tmp_path, task, name))
+        splits.append(EvalSplit(name, tokenize_pairs(examples, tokenizer, 64, f"{task}-{name}")))
+    if spec.kind == "regression":
+        baseline = majority_baseline(spec, [1.0, 2.0, 4.5], splits)
+        assert baseline["prediction"] == "2.5000" and baseline["metrics"] == {"pearson": 0.0, "spearman": 0.0}
+        return
+    baseline = majority_baseline(spec, [1, 1, 0, 2 % len(spec.labels), 1], splits)
+    assert baseline["prediction"] == spec.labels[1]
+    gold = splits[0].features["label"]
+    assert baseline["metrics"]["accuracy"] == pytest.approx(skm.accuracy_score(gold, [1] * len(gold)))
+    assert ("accuracy_mm" in baseline["metrics"]) == (task == "mnli")
+    with pytest.raises(ValueError, match="no majority-class baseline"):
+        majority_baseline(get_task("squad_v1"), [1], splits)

@@ -72,6 +72,10 @@ def _summary() -> dict[str, Any]:
             "mrpc": {"rows": 408, "score": 0.7547, "vs_teacher": 0.9775, "f1": 0.8133, "accuracy": 0.6961},
             "squad_v1": {"rows": 601, "score": 6.70, "vs_teacher": 0.2805, "f1": 10.23, "exact_match": 3.16},
         },
+        "majority": {  # sentence tasks only
+            "sst2": {"rows": 872, "score": 0.5092, "vs_teacher": 0.5897, "accuracy": 0.5092},
+            "mrpc": {"rows": 408, "score": 0.7480, "vs_teacher": 0.9688, "f1": 0.8122, "accuracy": 0.6838},
+        },
     }
 
 

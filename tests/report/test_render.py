@@ -142,7 +142,8 @@ def test_rows_are_labelled_ours_or_paper(sample: tuple[dict[str, Any], dict[str,
     assert quality["caption"].startswith("sst2:")
     labels = [row["label"] for row in quality["rows"]]
     assert labels[0].startswith("ours, GLUE dev (872 rows") and "demo sample" in labels[0]
-    assert all(label.startswith("paper, GLUE test (") for label in labels[2:])
+    assert labels[2] == "ours, the most frequent training label predicted for every dev row"
+    assert all(label.startswith("paper, GLUE test (") for label in labels[3:])
     assert page.count('<tr class="ours">') > 0 and page.count('<tr class="paper">') > 0
 
 
@@ -350,3 +351,11 @@ def test_search_states_the_proxy_noise_and_each_gain_in_its_units(page: str) -> 
     assert "Stage 1: gain +0.0225 = 3.0 SD of the proxy&#x27;s noise: beyond noise" in page or (
         "Stage 1: gain +0.0225 = 3.0 SD of the proxy's noise: beyond noise" in page
     )
+
+
+def test_each_task_table_shows_the_majority_class_baseline(sample: tuple[dict[str, Any], dict[str, bytes]]) -> None:
+    report, _ = sample
+    tables = {b["caption"].split(":")[0]: b for b in report["sections"][0]["blocks"] if b.get("caption")}
+    mrpc = [r for r in tables["mrpc"]["rows"] if r["model"] == "majority class (no model)"]
+    assert len(mrpc) == 1 and mrpc[0]["accuracy"] == pytest.approx(68.38) and mrpc[0]["f1"] == pytest.approx(81.22)
+    assert not [r for r in tables["squad_v1"]["rows"] if r["model"].startswith("majority")]  # no span baseline

@@ -88,12 +88,18 @@ def _task_table(
     ours: Mapping[str, Mapping[str, Any] | None],
     published: Sequence[paper.PaperEntry],
     sizes: Mapping[str, Mapping[str, Any]],
+    majority: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The table of one task: our teacher and student, then the published rows."""
+    """The table of one task: our teacher and student, the majority-class baseline, then the published rows."""
     columns: list[Column] = [("model", "model", "text"), ("label", "what the row is", "text")]
     columns += [(m, m, "metric") for m in get_task(task).metrics]
     columns += [("vs_teacher", "score vs teacher", "percent"), ("params", "params", "millions")]
     rows = [_our_row(params, task, model, record, sizes) for model, record in ours.items()]
+    if majority is not None:  # the floor: the most frequent training label for every dev row
+        scale = metric_scale(task)
+        row = {"_group": "ours", "model": "majority class (no model)", "vs_teacher": majority.get("vs_teacher")}
+        row["label"] = "ours, the most frequent training label predicted for every dev row"
+        rows.append(row | {m: majority[m] * scale for m in get_task(task).metrics if majority.get(m) is not None})
     rows += [
         {"_group": "paper", "model": entry.model, "label": entry.label, "params": entry.params}
         | dict(entry.metrics[task])
@@ -105,7 +111,8 @@ def _task_table(
         else f"No published numbers for {task} in the papers this report cites."
     )
     return table(
-        f"{task}: our teacher and searched student (dev metrics of this run) and the published rows; metrics "
+        f"{task}: our teacher and searched student (dev metrics of this run), the majority-class baseline and the "
+        "published rows; metrics "
         "x100; score vs teacher = the task's selection score relative to our teacher's; params: ours = "
         "encoder without pooler, head or fit_dense, paper = as published",
         columns,
@@ -139,7 +146,8 @@ def quality_section(
         ours = {model: summary.get(model, {}).get(task) for model in OURS}
         published = paper.rows_for_task(entries, task)
         used += [e for e in published if e not in used]
-        blocks.append(_task_table(params, task, ours, published, sizes))
+        majority = summary.get("majority", {}).get(task)
+        blocks.append(_task_table(params, task, ours, published, sizes, majority))
         if any(record is not None for record in ours.values()):
             scale = metric_scale(task)
             scores = {m: (r["score"] * scale if r is not None else None) for m, r in ours.items()}
