@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -51,6 +52,18 @@ def copy_project(dest: Path) -> Path:
     subprocess.run([*git, "add", "-A"], cwd=dest, check=True)
     subprocess.run([*git, "commit", "-qm", "test copy"], cwd=dest, check=True)
     return dest
+
+
+STAGE_LINE = re.compile(r"^  (\S+@?\S*)\s+(FINISHED|FAILED|RUNNING)\s+([\d.]+) s$", re.M)
+
+
+def stages_run(stdout: str) -> dict[str, float]:
+    """The stages and their wall seconds from the "Stages run:" table `effbert run` prints (all must have finished)."""
+    assert "Stages run:" in stdout, stdout[-3000:]
+    block = stdout.split("Stages run:", 1)[1]
+    found = {name: float(sec) for name, status, sec in STAGE_LINE.findall(block)}
+    assert all(status == "FINISHED" for _, status, _ in STAGE_LINE.findall(block)), block
+    return found
 
 
 def run_cli(args: list[str], cwd: Path, timeout: int = 900, **env: str) -> subprocess.CompletedProcess[str]:

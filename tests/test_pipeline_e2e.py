@@ -10,7 +10,6 @@ distillation, the search stages (naming the winning candidate), warm-up KD and t
 from __future__ import annotations
 
 import json
-import re
 import time
 import zipfile
 from pathlib import Path
@@ -19,19 +18,9 @@ import pandas as pd
 import pytest
 
 from effbert import dag
-from tests.conftest import run_cli
+from tests.conftest import run_cli, stages_run
 
 pytestmark = pytest.mark.slow
-
-STAGE_LINE = re.compile(r"^  (\S+@?\S*)\s+(FINISHED|FAILED|RUNNING)\s+([\d.]+) s$", re.M)
-
-
-def stages_run(stdout: str) -> dict[str, float]:
-    assert "Stages run:" in stdout, stdout[-3000:]
-    block = stdout.split("Stages run:", 1)[1]
-    found = {name: float(sec) for name, status, sec in STAGE_LINE.findall(block)}
-    assert all(status == "FINISHED" for _, status, _ in STAGE_LINE.findall(block))
-    return found
 
 
 @pytest.fixture(scope="module")
