@@ -147,8 +147,8 @@ def test_kd_trainer_loss_falls_and_logs_terms(tmp_path: Path) -> None:
 def test_kd_under_bf16_autocast_keeps_fp32_weights_and_learns(tmp_path: Path) -> None:
     module = agnostic_module()
     seen: list[torch.dtype] = []
-    query = module.student.encoder.layer[0].attention.self.query
-    query.register_forward_hook(lambda _module, _inputs, out: seen.append(out.dtype))
+    qkv = module.student.encoder.layer[0].attention.self.qkv
+    qkv.register_forward_hook(lambda _module, _inputs, out: seen.append(out.dtype))
     trainer = kd_trainer(module, tmp_path / "ckpt", corpus(64), epochs=6.0, learning_rate=5e-3, bf16=True)
     trainer.args.logging_steps = 8
     trainer.train()

@@ -1,15 +1,17 @@
 """PyTorch EfficientBERT student (Dong et al., 2021), in one file as transformers' model files are.
 
 Data flow: `EffBertEmbeddings` (MobileBERT-style trigram token embedding projected to H, plus learned positions
-and segments) -> L x `EffBertLayer` (transformers' own post-LN ``BertAttention``, then `EffBertMLP`: a stack of MLP
+and segments) -> L x `EffBertLayer` (post-LN self-attention `EffBertAttention`, then `EffBertMLP`: a stack of MLP
 units ``h = LayerNorm(h + dropout(f(h)))`` running the layer's compiled searched expression ``f``) -> optional
 `EffBertPooler` -> task heads.
 
 Attribute names follow BERT where a module has a BERT counterpart (``embeddings.word_embeddings``,
-``encoder.layer.N.attention.self.query``, ``...attention.output.LayerNorm``, ``pooler.dense``), so BERT-style tooling
-(weight decay rules on ``LayerNorm.weight``, the score capture of `effbert.distill.teacher_signals`) works unchanged.
-Because the attention is transformers' ``BertAttention``, it dispatches through ``ALL_ATTENTION_FUNCTIONS`` by
-``config._attn_implementation`` (``"sdpa"`` by default, ``"eager"`` for ``output_attentions``).
+``...attention.output.LayerNorm``, ``pooler.dense``), so BERT-style tooling (weight decay rules on
+``LayerNorm.weight``) works unchanged. The one departure: query, key and value are ONE projection,
+``attention.self.qkv`` (rows: query, then key, then value), a single matrix multiply instead of three; at batch 1 on
+a CPU the three small multiplies cost a tenth of the forward pass (``effbert bench``). The attention function is
+looked up in ``ALL_ATTENTION_FUNCTIONS`` by ``config._attn_implementation`` exactly as BERT's (``"sdpa"`` by default,
+``"eager"`` for ``output_attentions``), so the score capture of `effbert.distill.teacher_signals` works unchanged.
 
 Every MLP unit owns ``intermediate`` (W1: max_width x H, b1) and ``output`` (W2: H x max_width, b2) Linear layers and
 a LayerNorm; a forward pass uses the first ``width`` intermediate neurons (weight slicing) of the first ``units``
@@ -40,12 +42,14 @@ from transformers.modeling_outputs import (
     QuestionAnsweringModelOutput,
     SequenceClassifierOutput,
 )
-from transformers.models.bert.modeling_bert import BertAttention
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.models.bert.modeling_bert import BertSelfOutput, eager_attention_forward
 
 from effbert.methods.efficientbert.configuration_effbert import EffBertConfig
 from effbert.methods.efficientbert.expr import CompiledExpr, compile_expr, parse
 
 __all__ = [
+    "EffBertAttention",
     "EffBertEmbeddings",
     "EffBertEncoder",
     "EffBertForQuestionAnswering",
@@ -56,6 +60,7 @@ __all__ = [
     "EffBertModel",
     "EffBertPooler",
     "EffBertPreTrainedModel",
+    "EffBertSelfAttention",
 ]
 
 
@@ -109,6 +114,55 @@ class EffBertEmbeddings(nn.Module):
             token_type_ids = torch.zeros(batch, length, dtype=torch.long, device=inputs_embeds.device)
         embeddings = embeddings + self.position_embeddings(position_ids) + self.token_type_embeddings(token_type_ids)
         return self.dropout(self.LayerNorm(embeddings))
+
+
+class EffBertSelfAttention(nn.Module):
+    """Multi-head scaled dot-product self-attention with one fused query/key/value projection ``qkv``.
+
+    Same arithmetic as BERT's self-attention; ``qkv.weight`` (3H, H) stacks BERT's query, key and value weights.
+    """
+
+    def __init__(self, config: EffBertConfig, layer_idx: int) -> None:
+        super().__init__()
+        self.config = config
+        self.num_attention_heads = config.num_attention_heads
+        self.attention_head_size = config.hidden_size // config.num_attention_heads
+        self.scaling = self.attention_head_size**-0.5
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
+        self.is_causal = False  # read by transformers' sdpa function
+        self.layer_idx = layer_idx
+
+    def forward(self, hidden_states: Tensor, attention_mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """(B, T, H) -> context (B, T, H) and the attention probabilities (B, heads, T, T) (None under sdpa)."""
+        batch, length, _ = hidden_states.shape
+        qkv = self.qkv(hidden_states).view(batch, length, 3, self.num_attention_heads, self.attention_head_size)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, T, d)
+        attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        context, probs = attention(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=self.dropout.p if self.training else 0.0,
+            scaling=self.scaling,
+        )  # context (B, T, heads, d)
+        return context.reshape(batch, length, -1), probs
+
+
+class EffBertAttention(nn.Module):
+    """Post-LN attention block: `EffBertSelfAttention`, then BERT's output ``LayerNorm(h + dropout(dense(c)))``."""
+
+    def __init__(self, config: EffBertConfig, layer_idx: int) -> None:
+        super().__init__()
+        self.self = EffBertSelfAttention(config, layer_idx)
+        self.output = BertSelfOutput(config)
+
+    def forward(self, hidden_states: Tensor, attention_mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """(B, T, H) -> the block output (B, T, H) and the attention probabilities (None under sdpa)."""
+        context, probs = self.self(hidden_states, attention_mask)
+        return self.output(context, hidden_states), probs
 
 
 class EffBertMLPUnit(nn.Module):
@@ -203,11 +257,11 @@ class EffBertMLP(nn.Module):
 
 
 class EffBertLayer(nn.Module):
-    """One transformer layer: BERT post-LN self-attention followed by the searched MLP block."""
+    """One transformer layer: post-LN self-attention followed by the searched MLP block."""
 
     def __init__(self, config: EffBertConfig, layer_idx: int) -> None:
         super().__init__()
-        self.attention = BertAttention(config, layer_idx=layer_idx)
+        self.attention = EffBertAttention(config, layer_idx)
         self.mlp = EffBertMLP(config, layer_idx)
 
     def forward(self, hidden_states: Tensor, attention_mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:

@@ -37,6 +37,34 @@ def test_model_shapes_and_hidden_states() -> None:
     assert param_count(model) == param_count(config)
 
 
+@pytest.mark.parametrize("implementation", ["sdpa", "eager"])
+def test_fused_attention_equals_bert_attention(implementation: str) -> None:
+    """The fused ``qkv`` projection computes what BERT's separate query/key/value projections compute."""
+    from transformers.models.bert.modeling_bert import BertAttention
+
+    config = tiny_config()
+    config._attn_implementation = implementation
+    fused = EffBertModel(config).encoder.layer[0].attention.eval()
+    separate = BertAttention(config, layer_idx=0).eval()
+    hidden = config.hidden_size
+    with torch.no_grad():
+        for row, name in enumerate(("query", "key", "value")):
+            rows = slice(row * hidden, (row + 1) * hidden)
+            getattr(separate.self, name).weight.copy_(fused.self.qkv.weight[rows])
+            getattr(separate.self, name).bias.copy_(fused.self.qkv.bias[rows])
+        separate.output.load_state_dict(fused.output.state_dict())
+        states = torch.randn(2, 7, hidden)
+        mask = torch.zeros(2, 1, 7, 7)
+        mask[1, :, :, 5:] = torch.finfo(torch.float32).min if implementation == "eager" else 0.0
+        mask = mask if implementation == "eager" else None
+        (expected, expected_probs), (got, got_probs) = separate(states, mask), fused(states, mask)
+    torch.testing.assert_close(got, expected)
+    if implementation == "eager":
+        torch.testing.assert_close(got_probs, expected_probs)
+    else:
+        assert got_probs is None and expected_probs is None
+
+
 def test_heads_shapes_and_losses() -> None:
     inputs = batch()
     classifier = EffBertForSequenceClassification(tiny_config(num_labels=3)).eval()
@@ -132,7 +160,7 @@ def test_score_capture_on_the_student() -> None:
     with torch.no_grad():
         assert torch.allclose(signals.logits, model(**inputs).logits, atol=1e-5)
     signals.attention_scores[1][0, :, :, :].sum().backward()
-    assert model.effbert.encoder.layer[1].attention.self.query.weight.grad is not None
+    assert model.effbert.encoder.layer[1].attention.self.qkv.weight.grad is not None
 
 
 def test_auto_round_trip(tmp_path: Path) -> None:
