@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from effbert import params as params_mod
-from effbert import tracking
+from effbert import tracking, tracking_service
 from effbert.errors import EffbertError
 
 log = logging.getLogger(__name__)
@@ -166,6 +166,7 @@ def run(
         configured_uri=p.tracking.tracking_uri,
     ) as parent:
         env[tracking.PARENT_ENV] = parent
+        env[tracking_service.SOCKET_ENV] = os.environ[tracking_service.SOCKET_ENV]  # the stages' tracking calls
         print(f"effbert: {' '.join(Path(c).name if i == 0 else c for i, c in enumerate(cmd))} (MLflow run {parent})")
         code = subprocess.run(cmd, cwd=root, env=env, check=False).returncode
         if code == 0 and engine == "snakemake":

@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -23,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from effbert import __version__
+from effbert import __version__, tracking_service
 
 log = logging.getLogger(__name__)
 
@@ -128,14 +129,156 @@ def read_lineage(directory: Path) -> dict[str, Any] | None:
     return data
 
 
-class StageRun:
-    """The MLflow child run of one stage execution (see :func:`stage_run`)."""
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
-    def __init__(self, mlflow: Any, run_id: str, stage: str, code_tags: Mapping[str, str] | None = None) -> None:
-        self._mlflow = mlflow
+
+class MlflowBackend:
+    """The MLflow calls of a stage, made in this process with one client and explicit run ids.
+
+    `effbert.tracking_service` serves the same object to the stages of an ``effbert run``, so a run recorded through
+    the service and one recorded in process are recorded by the same code. Arguments are JSON values (paths as
+    strings, times in epoch milliseconds taken where the event happened).
+    """
+
+    OPS: tuple[str, ...] = (
+        "describe",
+        "start_run",
+        "log_params",
+        "log_metrics",
+        "log_artifact",
+        "set_tags",
+        "log_input",
+        "child_run",
+        "end_run",
+    )
+
+    def __init__(self, configured_uri: str | None, experiment: str) -> None:
+        self.mlflow = _mlflow(configured_uri, experiment)
+        self.client = self.mlflow.MlflowClient()
+        self.uri = tracking_uri(configured_uri)
+        self.experiment = experiment
+        self.experiment_id = self.mlflow.get_experiment_by_name(experiment).experiment_id
+
+    def describe(self) -> dict[str, str]:
+        """Where this backend records: the tracking URI and the experiment."""
+        return {"uri": self.uri, "experiment": self.experiment}
+
+    def start_run(self, run_name: str, parent_run_id: str | None, tags: dict[str, str], start_time: int) -> str:
+        """Create a run (MLflow's context tags resolved as ``mlflow.start_run`` does, the given ones winning)."""
+        from mlflow.tracking.context.registry import resolve_tags
+
+        tags = {**tags, "mlflow.runName": run_name}
+        if parent_run_id:
+            tags["mlflow.parentRunId"] = parent_run_id
+        run = self.client.create_run(
+            self.experiment_id, start_time=start_time, tags=resolve_tags(tags), run_name=run_name
+        )
+        return str(run.info.run_id)
+
+    def log_params(self, run_id: str, params: dict[str, str]) -> None:
+        from mlflow.entities import Param
+
+        items = list(params.items())
+        for start in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=[Param(k, v) for k, v in items[start : start + 100]])
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int | None, timestamp: int) -> None:
+        from mlflow.entities import Metric
+
+        self.client.log_batch(run_id, metrics=[Metric(k, v, timestamp, step or 0) for k, v in metrics.items()])
+
+    def log_artifact(self, run_id: str, path: str, artifact_path: str | None) -> None:
+        if Path(path).is_dir():
+            self.client.log_artifacts(run_id, path, artifact_path=artifact_path)
+        elif Path(path).is_file():
+            self.client.log_artifact(run_id, path, artifact_path=artifact_path)
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+    def log_input(self, run_id: str, name: str, url: str, digest: str, context: str) -> None:
+        """Record a dataset input (name, source URL, digest) without loading it."""
+        from mlflow.data.http_dataset_source import HTTPDatasetSource
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        dataset = MetaDataset(source=HTTPDatasetSource(url=url), name=name, digest=digest)  # type: ignore[abstract]
+        entry = DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])
+        for attempt in range(5):
+            try:
+                self.client.log_inputs(run_id, datasets=[entry])
+                return
+            except Exception as exc:  # MLflow's get-or-create of a dataset races between parallel stages
+                if "UNIQUE constraint" not in str(exc) or attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+
+    def child_run(
+        self, parent_run_id: str, name: str, params: dict[str, str], metrics: dict[str, float], tags: dict[str, str]
+    ) -> str:
+        """A finished nested run under ``parent_run_id`` with ``params``, ``metrics`` and ``tags``."""
+        from mlflow.entities import Metric, Param
+
+        all_tags = {"mlflow.parentRunId": parent_run_id, "mlflow.runName": name, **tags}
+        child = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
+        now = _now_ms()
+        self.client.log_batch(
+            child.info.run_id,
+            metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
+            params=[Param(k, v) for k, v in params.items()],
+        )
+        self.client.set_terminated(child.info.run_id)
+        return str(child.info.run_id)
+
+    def end_run(self, run_id: str, status: str, end_time: int) -> None:
+        self.client.set_terminated(run_id, status=status, end_time=end_time)
+
+
+def stage_backend(configured_uri: str | None, experiment: str) -> Any:
+    """The backend of a stage: the serving ``effbert run``'s (`effbert.tracking_service`) when it records where this
+    stage would, else an `MlflowBackend` in this process."""
+    path = os.environ.get(tracking_service.SOCKET_ENV)
+    if path:
+        try:
+            remote = tracking_service.RemoteBackend(path, MlflowBackend.OPS)
+        except OSError as err:
+            log.warning("tracking service %s unreachable (%s): recording in this process", path, err)
+        else:
+            if remote.describe() == {"uri": tracking_uri(configured_uri), "experiment": experiment}:
+                return remote
+            remote.close()
+            log.warning("tracking service %s records elsewhere: recording in this process", path)
+    return MlflowBackend(configured_uri, experiment)
+
+
+class StageRun:
+    """The MLflow child run of one stage execution (see :func:`stage_run`).
+
+    Args:
+        backend: where the calls go (an `MlflowBackend`, or the tracking service's client).
+        run_id: the run.
+        stage: the stage family.
+        code_tags: the code version, recorded on this run and on every child run.
+        store: ``(tracking URI or None, experiment)`` of the run, for what needs MLflow in this process.
+    """
+
+    def __init__(
+        self,
+        backend: Any,
+        run_id: str,
+        stage: str,
+        code_tags: Mapping[str, str] | None = None,
+        store: tuple[str | None, str] = (None, "effbert"),
+    ) -> None:
+        self._backend = backend
+        self._store = store
         self.run_id = run_id
         self.stage = stage
-        self.code_tags = dict(code_tags or {})  # the code version, recorded on this run and on every child run
+        self.code_tags = dict(code_tags or {})
         self.upstream: list[str] = []
         self.inputs: dict[str, str] = {}
         self.compute: dict[str, Any] = {}  # how the stage computed (device, bf16), also in lineage.json
@@ -143,7 +286,7 @@ class StageRun:
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         clean = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
         if clean:
-            self._mlflow.log_metrics(clean, step=step)
+            self._backend.log_metrics(run_id=self.run_id, metrics=clean, step=step, timestamp=_now_ms())
 
     def log_summary(self, metrics: Mapping[str, Any], figure: Path | None = None) -> None:
         """Log the finite numbers of a stage's ``metrics.json`` record and its figure (under ``plots``)."""
@@ -153,13 +296,11 @@ class StageRun:
             self.log_artifact(figure, "plots")
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        if path.is_dir():
-            self._mlflow.log_artifacts(str(path), artifact_path=artifact_path)
-        elif path.is_file():
-            self._mlflow.log_artifact(str(path), artifact_path=artifact_path)
+        """Copy a file or a directory's contents into the run's artifacts (under ``artifact_path``)."""
+        self._backend.log_artifact(run_id=self.run_id, path=str(Path(path).resolve()), artifact_path=artifact_path)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
-        self._mlflow.set_tags(dict(tags))
+        self._backend.set_tags(run_id=self.run_id, tags={k: str(v) for k, v in tags.items()})
 
     def record_compute(self, settings: Mapping[str, Any]) -> None:
         """Record how the stage computes (device, bf16 autocast) as ``effbert.compute.*`` tags and in its lineage."""
@@ -168,20 +309,9 @@ class StageRun:
 
     def log_dataset(self, name: str, path: Path, context: str, digest: str | None = None) -> str:
         """Record a dataset input (name, source path, sha256) without loading it."""
-        from mlflow.data.http_dataset_source import HTTPDatasetSource
-        from mlflow.data.meta_dataset import MetaDataset
-
         digest = digest or path_digest(path)
-        source = HTTPDatasetSource(url=path.resolve().as_uri())
-        dataset = MetaDataset(source=source, name=name, digest=digest[:36])  # type: ignore[abstract]
-        for attempt in range(5):
-            try:
-                self._mlflow.log_input(dataset, context=context)
-                break
-            except Exception as exc:  # MLflow's get-or-create of a dataset races between parallel stages
-                if "UNIQUE constraint" not in str(exc) or attempt == 4:
-                    raise
-                time.sleep(0.2 * (attempt + 1))
+        url = path.resolve().as_uri()
+        self._backend.log_input(run_id=self.run_id, name=name, url=url, digest=digest[:36], context=context)
         self.inputs[name] = digest
         return digest
 
@@ -192,7 +322,7 @@ class StageRun:
         self.log_dataset(name, directory, context, digest)
         if lineage and lineage.get("run_id") and lineage["run_id"] not in self.upstream:
             self.upstream.append(lineage["run_id"])
-            self._mlflow.set_tag(TAG_UPSTREAM, ",".join(self.upstream))
+            self.set_tags({TAG_UPSTREAM: ",".join(self.upstream)})
         return lineage
 
     def child_run(
@@ -208,21 +338,14 @@ class StageRun:
         Returns:
             the child run's id.
         """
-        from mlflow.entities import Metric, Param
-
-        client = self._mlflow.MlflowClient()
-        parent = client.get_run(self.run_id)
-        all_tags = {"mlflow.parentRunId": self.run_id, "mlflow.runName": name, "effbert.stage": self.stage}
-        all_tags.update(self.code_tags)
-        child = client.create_run(parent.info.experiment_id, tags={**all_tags, **(tags or {})}, run_name=name)
-        now = int(time.time() * 1000)
-        client.log_batch(
-            child.info.run_id,
-            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if isinstance(v, int | float)],
-            params=[Param(k, str(v)[:6000]) for k, v in params.items()],
+        result: str = self._backend.child_run(
+            parent_run_id=self.run_id,
+            name=name,
+            params={k: str(v)[:6000] for k, v in params.items()},
+            metrics={k: float(v) for k, v in metrics.items() if isinstance(v, int | float)},
+            tags={"effbert.stage": self.stage, **self.code_tags, **(tags or {})},
         )
-        client.set_terminated(child.info.run_id)
-        return str(child.info.run_id)
+        return result
 
     def register_model(
         self,
@@ -237,8 +360,9 @@ class StageRun:
     ) -> dict[str, Any]:
         """Log ``python_model`` (pyfunc flavour) in this run, register it as a new version of ``name``, alias it.
 
-        No requirement inference and no input example: the requirements are given, so nothing is resolved over
-        the network. The alias moves to the new version.
+        This one call needs MLflow in this process (the model object is Python, not JSON). No requirement inference
+        and no input example: the requirements are given, so nothing is resolved over the network. The alias moves
+        to the new version.
 
         Args:
             name: registered model name (``effbert-sst2``).
@@ -254,9 +378,12 @@ class StageRun:
             ``name``, ``version``, ``alias``, ``model_uri`` (``models:/<name>@<alias>``), ``run_id``, ``model_id``
             (MLflow's logged model) and ``source`` (the logged model's URI).
         """
-        with warnings.catch_warnings():  # the example is left out on purpose: logging it would run the model
+        mlflow = _mlflow(*self._store)
+        # resuming the run makes it the active one the model is logged in; leaving the block marks it finished,
+        # and the stage's own end (after this) sets its final status and end time again
+        with warnings.catch_warnings(), mlflow.start_run(run_id=self.run_id):
             warnings.filterwarnings("ignore", message=".*An input example was not provided", category=UserWarning)
-            info = self._mlflow.pyfunc.log_model(
+            info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=python_model,
                 artifacts={key: str(path) for key, path in artifacts.items()},
@@ -266,7 +393,7 @@ class StageRun:
                 registered_model_name=name,
             )
         version = str(info.registered_model_version)
-        client = self._mlflow.MlflowClient()
+        client = mlflow.MlflowClient()
         client.set_registered_model_alias(name, alias, version)
         for key, value in {"effbert.stage": self.stage, **(tags or {})}.items():
             client.set_model_version_tag(name, version, key, value)
@@ -312,6 +439,9 @@ def stage_run(
 ) -> Iterator[StageRun]:
     """Open the MLflow child run of a stage under ``$EFFBERT_PARENT_RUN_ID`` (when set).
 
+    The run is recorded through the serving ``effbert run`` when there is one (see `stage_backend`), else in this
+    process; it ends FINISHED, or FAILED when the block raises.
+
     Args:
         stage: stage name, e.g. ``finetune_teacher``.
         run_name: the stage instance in DVC's notation (``finetune_teacher@sst2``); ``$DVC_STAGE`` wins when set.
@@ -319,7 +449,7 @@ def stage_run(
         experiment, configured_uri: from the ``tracking`` params section.
         tags: extra tags (the task, the model name, ...).
     """
-    mlflow = _mlflow(configured_uri, experiment)
+    backend = stage_backend(configured_uri, experiment)
     run_name = os.environ.get("DVC_STAGE") or run_name or stage
     code = {"effbert.version": __version__, "effbert.code_digest": code_digest(), "effbert.git_commit": git_commit()}
     all_tags = {
@@ -328,33 +458,44 @@ def stage_run(
         "dvc.stage": run_name,
         "dvc.exp": os.environ.get("DVC_EXP_NAME", ""),
         "slurm.job_id": os.environ.get("SLURM_JOB_ID", ""),
+        "mlflow.source.name": sys.argv[0],  # this process, also when the service records the run
         **(tags or {}),
     }
     parent = os.environ.get(PARENT_ENV) or None
-    with mlflow.start_run(run_name=run_name, parent_run_id=parent, tags=all_tags) as run:
+    run_id = backend.start_run(run_name=run_name, parent_run_id=parent, tags=all_tags, start_time=_now_ms())
+    try:
         flat = flatten(params)
-        for start in range(0, len(flat), 100):
-            chunk = dict(list(flat.items())[start : start + 100])
-            mlflow.log_params({k: json.dumps(v) if not isinstance(v, str) else v for k, v in chunk.items()})
-        yield StageRun(mlflow, run.info.run_id, stage, code)
+        backend.log_params(
+            run_id=run_id, params={k: v if isinstance(v, str) else json.dumps(v) for k, v in flat.items()}
+        )
+        yield StageRun(backend, run_id, stage, code, (configured_uri, experiment))
+    except BaseException:
+        backend.end_run(run_id=run_id, status="FAILED", end_time=_now_ms())
+        raise
+    backend.end_run(run_id=run_id, status="FINISHED", end_time=_now_ms())
 
 
 @contextmanager
 def pipeline_run(name: str, params_file: Path, *, experiment: str, configured_uri: str | None) -> Iterator[str]:
-    """The parent run of one pipeline invocation; its id is exported to the stages through the environment."""
+    """The parent run of one pipeline invocation; its id is exported to the stages through the environment, and
+    the stages' tracking calls are served from this process for its duration (`effbert.tracking_service`): the
+    socket's path is in ``$EFFBERT_TRACKING_SOCKET`` (``os.environ``, inherited by the engine and its stages)."""
     mlflow = _mlflow(configured_uri, experiment)
     tags = {"effbert.kind": "pipeline", "effbert.git_commit": git_commit(), "effbert.code_digest": code_digest()}
-    with mlflow.start_run(run_name=name, tags=tags) as run:
+    backend = MlflowBackend(configured_uri, experiment)
+    saved = {var: os.environ.get(var) for var in (PARENT_ENV, tracking_service.SOCKET_ENV)}
+    with mlflow.start_run(run_name=name, tags=tags) as run, tracking_service.serve(backend) as socket_path:
         mlflow.log_artifact(str(params_file))
-        previous = os.environ.get(PARENT_ENV)
         os.environ[PARENT_ENV] = run.info.run_id
+        os.environ[tracking_service.SOCKET_ENV] = socket_path
         try:
             yield run.info.run_id
             lock = params_file.parent / "dvc.lock"
             if lock.is_file():
                 mlflow.log_artifact(str(lock))
         finally:
-            if previous is None:
-                os.environ.pop(PARENT_ENV, None)
-            else:
-                os.environ[PARENT_ENV] = previous
+            for var, value in saved.items():
+                if value is None:
+                    os.environ.pop(var, None)
+                else:
+                    os.environ[var] = value

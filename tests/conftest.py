@@ -25,7 +25,7 @@ for _var, _value in {
     "PYTHONHASHSEED": "0",
 }.items():
     os.environ[_var] = _value
-for _var in ("MLFLOW_TRACKING_URI", "EFFBERT_PARENT_RUN_ID", "DVC_ROOT", "EFFBERT_ROOT"):
+for _var in ("MLFLOW_TRACKING_URI", "EFFBERT_PARENT_RUN_ID", "EFFBERT_TRACKING_SOCKET", "DVC_ROOT", "EFFBERT_ROOT"):
     os.environ.pop(_var, None)
 
 
