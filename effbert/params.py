@@ -192,6 +192,7 @@ class WarmupKDParams(_DistillCommon):
 
     save_steps: PositiveInt = 500  # checkpoint every N optimizer steps (resume point)
     init_embeddings: Literal["random", "teacher_pca"] = "random"  # token table: N(0, 0.02) or teacher's PCA
+    init_encoder: Literal["random", "teacher_projection"] = "random"  # the rest: N(0, 0.02) or projected teacher
 
 
 class GeneralKDParams(_DistillCommon):

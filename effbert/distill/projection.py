@@ -4,6 +4,7 @@ student whose distillation a later stage continues (as the official code does)."
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from effbert.distill.losses import DistillationLoss
 from effbert.errors import EffbertError
@@ -18,6 +19,16 @@ def save_projection(loss: DistillationLoss, directory: Path) -> None:
 
     state = {k: v.detach().cpu().contiguous() for k, v in loss.hidden_loss.state_dict().items()}
     save_file(state, str(directory / FIT_DENSE_FILE))
+
+
+def set_projection(loss: DistillationLoss, matrix: Any) -> None:
+    """Start ``fit_dense`` at ``matrix`` (D_teacher, H_student) with a zero bias."""
+    import torch
+
+    fit_dense = loss.hidden_loss.fit_dense
+    with torch.no_grad():
+        fit_dense.weight.copy_(matrix)
+        fit_dense.bias.zero_()
 
 
 def load_projection(loss: DistillationLoss, directory: Path) -> None:

@@ -24,7 +24,7 @@ from effbert.data.prepared import TaskRows
 from effbert.data.tasks import TaskSpec, get_task
 from effbert.distill import DistillationLoss, check_pair
 from effbert.distill.losses import PairingError
-from effbert.distill.projection import load_projection, save_projection
+from effbert.distill.projection import load_projection, save_projection, set_projection
 from effbert.distill.trainer import DistillationModule, fit
 from effbert.errors import EffbertError
 from effbert.methods.efficientbert.architecture import ARCHITECTURE_FILE, Architecture, load_architecture
@@ -107,6 +107,35 @@ def build_supernet(student: StudentParams, teacher: Any, init_embeddings: str) -
     return supernet
 
 
+BASIS_ROWS = 64
+"""Corpus rows (the first ones) whose teacher hidden states give the basis of ``init_encoder: teacher_projection``."""
+
+
+def project_supernet(supernet: Any, teacher: Any, tokenizer: Any, corpus: Any) -> Any:
+    """``warmup_kd.init_encoder: teacher_projection``: start the supernet from the teacher (see
+    `student_init.project_teacher`), through the principal subspace of the teacher's hidden states on the first
+    `BASIS_ROWS` corpus rows.
+
+    Returns:
+        The basis P (D_teacher, H), the natural start of the objective's student-to-teacher projection.
+    """
+    import torch
+
+    from effbert.distill.losses import layer_map
+    from effbert.methods.efficientbert.student_init import hidden_basis, project_teacher
+
+    rows = corpus.select(range(min(BASIS_ROWS, len(corpus))))
+    features = [{k: row[k] for k in ("input_ids", "token_type_ids", "attention_mask")} for row in rows]
+    batch = tokenizer.pad(features, return_tensors="pt")
+    with torch.no_grad():
+        states = teacher.eval()(**batch, output_hidden_states=True).hidden_states
+    keep = batch["attention_mask"].bool()
+    basis = hidden_basis([h[keep] for h in states], supernet.config.hidden_size)
+    teacher_layers = layer_map(supernet.config.num_hidden_layers, teacher.config.num_hidden_layers)
+    project_teacher(supernet, teacher, basis, teacher_layers)
+    return basis
+
+
 def distill_on_corpus(
     student: Any,
     teacher: Any,
@@ -119,6 +148,7 @@ def distill_on_corpus(
     callbacks: list[Any],
     bf16: bool,
     projection_from: Path | None = None,
+    projection_init: Any = None,
 ) -> tuple[TrainingOutcome, DistillationLoss]:
     """Task-agnostic KD (attention scores + hidden states) of ``student`` from the pre-trained ``teacher``.
 
@@ -135,6 +165,7 @@ def distill_on_corpus(
         callbacks: ``TrainerCallback`` objects (metrics to MLflow).
         bf16: train under bf16 autocast (fp32 weights), the teacher's forward included.
         projection_from: a model directory whose trained ``fit_dense`` the objective continues with.
+        projection_init: or a (D_teacher, H) matrix ``fit_dense`` starts from (bias zero), e.g. `project_supernet`'s.
 
     Returns:
         The training outcome and the objective (its trained projection).
@@ -148,6 +179,8 @@ def distill_on_corpus(
     )
     if projection_from is not None:
         load_projection(loss, projection_from)
+    elif projection_init is not None:
+        set_projection(loss, projection_init)
     args = training_arguments(
         hp,
         output_dir=checkpoints,

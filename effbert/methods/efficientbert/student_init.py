@@ -1,4 +1,4 @@
-"""Optional initialisation of the student's token table from the teacher's word embeddings.
+"""Optional initialisations of the student from the teacher: the token table, or the whole encoder.
 
 EfficientBERT initialises the supernet at random and warms it up on Wikipedia + BookCorpus for 10 epochs. At demo
 scale (a few hundred thousand corpus tokens on a CPU) most of the 30522 x 128 token table would never see a
@@ -9,9 +9,12 @@ about each word. Off (``random``) in the paper profile.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 
-__all__ = ["pca_token_table"]
+__all__ = ["hidden_basis", "pca_token_table", "project_teacher"]
 
 
 def pca_token_table(teacher_table: torch.Tensor, width: int, std: float) -> torch.Tensor:
@@ -39,3 +42,134 @@ def pca_token_table(teacher_table: torch.Tensor, width: int, std: float) -> torc
     flip = torch.sign(components.gather(0, components.abs().argmax(dim=0, keepdim=True)))
     components = components * flip
     return (components * (std / components.std())).to(torch.float32)
+
+
+# --- the whole student from the teacher, projected onto the principal subspace of its hidden states ---------------
+
+
+def hidden_basis(hidden_states: Sequence[torch.Tensor], width: int) -> torch.Tensor:
+    """The top ``width`` principal directions (uncentred) of the teacher's hidden states, pooled over layers.
+
+    Args:
+        hidden_states: one (N, D) tensor of token states per teacher layer (embedding output included), padding
+            removed.
+        width: the student's hidden size H <= D.
+
+    Returns:
+        P (D, H) with orthonormal columns, float32; deterministic (eigenvectors' signs fixed as in `pca_token_table`).
+    """
+    states = torch.cat([h.detach().to(torch.float64) for h in hidden_states])
+    if width > states.shape[1]:
+        raise ValueError(f"cannot take {width} principal directions of {states.shape[1]}-wide hidden states")
+    values, vectors = torch.linalg.eigh(states.T @ states)
+    basis = vectors[:, values.argsort(descending=True)[:width]]
+    flip = torch.sign(basis.gather(0, basis.abs().argmax(dim=0, keepdim=True)))
+    return (basis * flip).to(torch.float32)
+
+
+def _layer_norm(student_ln: Any, teacher_ln: Any, basis: torch.Tensor) -> None:
+    """gamma_s = diag(P^T diag(gamma_t) P), beta_s = P^T beta_t."""
+    student_ln.weight.copy_((basis * basis * teacher_ln.weight[:, None]).sum(0))
+    student_ln.bias.copy_(basis.T @ teacher_ln.bias)
+
+
+def _with_bias(linear: Any, basis_1: torch.Tensor) -> torch.Tensor:
+    """[W | b] of a teacher Linear on the augmented input, mapped to the student's augmented space: (out, H+1)."""
+    return torch.cat([linear.weight, linear.bias[:, None]], dim=1) @ basis_1
+
+
+def _low_rank(matrix: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A, B with A @ B the best rank-``rank`` approximation of ``matrix``, the singular values split evenly."""
+    u, s, vh = torch.linalg.svd(matrix.to(torch.float64), full_matrices=False)
+    root = s[:rank].sqrt()
+    return (u[:, :rank] * root).to(torch.float32), (root[:, None] * vh[:rank]).to(torch.float32)
+
+
+def _attention(student_layer: Any, teacher_layer: Any, basis: torch.Tensor, heads: int) -> None:
+    """Per head, the best rank-d_s factorisations of the teacher's query-key form and value-output map.
+
+    Scores: ``q_t.k_t / sqrt(d_t) = x^T M x`` with ``M = Wq_h^T Wk_h`` on the bias-augmented input; the student's
+    ``q_s.k_s / sqrt(d_s)`` reproduces its rank-d_s part (hence the (d_s/d_t)^(1/4) factor on each side). Values:
+    ``Wo_h Wv_h`` projected on both sides, factorised the same way.
+    """
+    teacher_self, teacher_out = teacher_layer.attention.self, teacher_layer.attention.output
+    student_self, student_out = student_layer.attention.self, student_layer.attention.output
+    width = basis.shape[1]
+    d_t, d_s = teacher_self.query.weight.shape[0] // heads, width // heads
+    basis_1 = torch.zeros(basis.shape[0] + 1, width + 1)
+    basis_1[:-1, :-1], basis_1[-1, -1] = basis, 1.0
+    query, key, value = (_with_bias(m, basis_1) for m in (teacher_self.query, teacher_self.key, teacher_self.value))
+    scale = (d_s / d_t) ** 0.25
+    rows: dict[str, list[torch.Tensor]] = {"q": [], "k": [], "v": [], "o": []}
+    for h in range(heads):
+        span = slice(h * d_t, (h + 1) * d_t)
+        left, right = _low_rank(query[span].T @ key[span], d_s)  # (H+1, d_s), (d_s, H+1)
+        rows["q"].append(left.T * scale)
+        rows["k"].append(right * scale)
+        out, val = _low_rank(basis.T @ teacher_out.dense.weight[:, span] @ value[span], d_s)  # (H, d_s), (d_s, H+1)
+        rows["v"].append(val)
+        rows["o"].append(out)
+    qkv = torch.cat([torch.cat(rows[k]) for k in ("q", "k", "v")])  # (3H, H+1), rows q | k | v, heads in order
+    student_self.qkv.weight.copy_(qkv[:, :-1])
+    student_self.qkv.bias.copy_(qkv[:, -1])
+    student_out.dense.weight.copy_(torch.cat(rows["o"], dim=1))
+    student_out.dense.bias.copy_(basis.T @ teacher_out.dense.bias)
+    _layer_norm(student_out.LayerNorm, teacher_out.LayerNorm, basis)
+
+
+def _mlp(student_mlp: Any, teacher_layer: Any, basis: torch.Tensor) -> None:
+    """The teacher's FFN neurons, most important first (|W1 row| x |W2 column| in the subspace), dealt to the units
+    in order: unit 1 gets the first ``width``, unit 2 the next, ...; every unit's LayerNorm is the FFN's. Neurons
+    beyond the teacher's count keep their random initialisation."""
+    w1 = teacher_layer.intermediate.dense.weight @ basis  # (F, H)
+    b1 = teacher_layer.intermediate.dense.bias
+    w2 = basis.T @ teacher_layer.output.dense.weight  # (H, F)
+    order = (w1.norm(dim=1) * w2.norm(dim=0)).argsort(descending=True)
+    first = 0
+    for unit in student_mlp.units:
+        width = unit.intermediate.weight.shape[0]
+        take = order[first : first + width]
+        first += width
+        n = len(take)
+        unit.intermediate.weight[:n] = w1[take]
+        unit.intermediate.bias[:n] = b1[take]
+        unit.output.weight[:, :n] = w2[:, take]
+        unit.output.bias.copy_(basis.T @ teacher_layer.output.dense.bias / len(student_mlp.units))
+        _layer_norm(unit.LayerNorm, teacher_layer.output.LayerNorm, basis)
+
+
+@torch.no_grad()
+def project_teacher(student: Any, teacher: Any, basis: torch.Tensor, teacher_layers: Sequence[int]) -> None:
+    """Initialise a student encoder (`EffBertModel`) from a BERT teacher through the basis P (D, H): h_s ~ P^T h_t.
+
+    Embeddings: positions and segments projected; the trigram transformation fitted (least squares over the
+    vocabulary) so that the student's own token table reproduces the teacher's projected word embeddings from the
+    middle token; LayerNorms ``gamma_s = diag(P^T diag(gamma_t) P)``, ``beta_s = P^T beta_t``. Student layer ``l``
+    takes teacher layer ``teacher_layers[l]`` (1-based, the KD layer map): attention by per-head low-rank
+    factorisation (see `_attention`), the MLP units from its FFN (see `_mlp`). Not in the paper (random init);
+    measured against it in RESULTS.md.
+
+    Args:
+        student: the student encoder, trained in place afterwards.
+        teacher: the Hugging Face BERT encoder.
+        basis: P from `hidden_basis`.
+        teacher_layers: the teacher layer (1-based) of each student layer.
+    """
+    se, te = student.embeddings, teacher.embeddings
+    se.position_embeddings.weight.copy_(te.position_embeddings.weight[: se.position_embeddings.weight.shape[0]] @ basis)
+    se.token_type_embeddings.weight.copy_(te.token_type_embeddings.weight @ basis)
+    table = se.word_embeddings.weight.to(torch.float64)
+    system = torch.cat([table, torch.ones(table.shape[0], 1, dtype=torch.float64)], dim=1)  # (V, E+1)
+    target = (te.word_embeddings.weight @ basis).to(torch.float64)  # (V, H)
+    fit = torch.linalg.lstsq(system, target).solution.to(torch.float32)  # (E+1, H)
+    size = se.embedding_size
+    transform = torch.zeros_like(se.embedding_transformation.weight)  # (H, 3E): next | current | previous token
+    transform[:, size : 2 * size] = fit[:-1].T
+    se.embedding_transformation.weight.copy_(transform)
+    se.embedding_transformation.bias.copy_(fit[-1])
+    _layer_norm(se.LayerNorm, te.LayerNorm, basis)
+    heads = student.config.num_attention_heads
+    for student_layer, teacher_index in zip(student.encoder.layer, teacher_layers, strict=True):
+        teacher_layer = teacher.encoder.layer[teacher_index - 1]
+        _attention(student_layer, teacher_layer, basis, heads)
+        _mlp(student_layer.mlp, teacher_layer, basis)

@@ -54,7 +54,12 @@ def warm_up(
 
     from effbert.data.prepared import load_split
     from effbert.distill.projection import save_projection
-    from effbert.methods.efficientbert.distillation import build_supernet, check_frame, distill_on_corpus
+    from effbert.methods.efficientbert.distillation import (
+        build_supernet,
+        check_frame,
+        distill_on_corpus,
+        project_supernet,
+    )
     from effbert.methods.efficientbert.supernet import param_count
     from effbert.models.teacher import load_tokenizer
     from effbert.training import metrics_callback
@@ -70,6 +75,9 @@ def warm_up(
     check_frame(params.student, teacher.config)
     supernet = build_supernet(params.student, teacher, hp.init_embeddings)
     corpus = load_split(corpus_dir, "corpus")
+    basis = None
+    if hp.init_encoder == "teacher_projection":
+        basis = project_supernet(supernet, teacher, tokenizer, corpus)
     checkpoints = checkpoint_dir("warmup_kd", "supernet", params, PARAMS, [corpus_dir])
     config = supernet.config
     log.info(
@@ -91,6 +99,7 @@ def warm_up(
         checkpoints=checkpoints,
         callbacks=[metrics_callback(run.log_metrics)],
         bf16=resolve_bf16(params, run),
+        projection_init=basis,
     )
     supernet.save_pretrained(str(model_out))
     tokenizer.save_pretrained(str(model_out))
