@@ -309,6 +309,11 @@ def distill_on_task(
         span_reduction=hp.span_reduction,
     )
     load_projection(loss, projection_from)
+    if hp.init_head == "teacher":
+        from effbert.methods.efficientbert.student_init import head_from_teacher
+
+        fit_dense = loss.hidden_loss.fit_dense
+        head_from_teacher(student, teacher, fit_dense.weight, fit_dense.bias)
     labels = ["start_positions", "end_positions"] if spec.kind == "span" else ["labels"]
     args = selection_arguments(hp, output_dir=checkpoints, seed=seed, bf16=bf16, label_names=labels)
     log.info("distilling: %d training rows", len(rows.train))

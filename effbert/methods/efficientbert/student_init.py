@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["hidden_basis", "pca_token_table", "project_teacher"]
+__all__ = ["head_from_teacher", "hidden_basis", "pca_token_table", "project_teacher"]
 
 
 def pca_token_table(teacher_table: torch.Tensor, width: int, std: float) -> torch.Tensor:
@@ -173,3 +173,33 @@ def project_teacher(student: Any, teacher: Any, basis: torch.Tensor, teacher_lay
         teacher_layer = teacher.encoder.layer[teacher_index - 1]
         _attention(student_layer, teacher_layer, basis, heads)
         _mlp(student_layer.mlp, teacher_layer, basis)
+
+
+@torch.no_grad()
+def head_from_teacher(student: Any, teacher: Any, lift_weight: torch.Tensor, lift_bias: torch.Tensor) -> None:
+    """Start a task student's head from its fine-tuned teacher's, through the KD projection ``h_t ~ W h_s + b``.
+
+    Span heads (``qa_outputs``): ``W_qa W`` and ``W_qa b + b_qa``, the teacher's logits on the lifted states.
+    Classification and regression heads: the student's pooler takes the H teacher pooler neurons the classifier
+    weighs most (rows ``W_p[keep] W``, bias ``W_p[keep] b + b_p[keep]``) and the classifier their columns, so the
+    student's logits are the teacher's computed from the lifted [CLS] state with the other pooler neurons dropped.
+    Not in the paper (random heads); ``final_distill.task.init_head: teacher``.
+
+    Args:
+        student: an `EffBertForSequenceClassification` or `EffBertForQuestionAnswering`.
+        teacher: the fine-tuned Hugging Face teacher with the same kind of head.
+        lift_weight: the trained ``fit_dense`` weight W (D, H).
+        lift_bias: its bias b (D,).
+    """
+    if hasattr(student, "qa_outputs"):
+        span = teacher.qa_outputs
+        student.qa_outputs.weight.copy_(span.weight @ lift_weight)
+        student.qa_outputs.bias.copy_(span.weight @ lift_bias + span.bias)
+        return
+    pooler, classifier = teacher.base_model.pooler.dense, teacher.classifier
+    width = student.base_model.pooler.dense.weight.shape[0]
+    keep = classifier.weight.norm(dim=0).argsort(descending=True)[:width].sort().values
+    student.base_model.pooler.dense.weight.copy_(pooler.weight[keep] @ lift_weight)
+    student.base_model.pooler.dense.bias.copy_(pooler.weight[keep] @ lift_bias + pooler.bias[keep])
+    student.classifier.weight.copy_(classifier.weight[:, keep])
+    student.classifier.bias.copy_(classifier.bias)

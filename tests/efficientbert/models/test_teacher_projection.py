@@ -111,3 +111,36 @@ def test_narrow_projection_starts_closer_to_the_teacher_than_random() -> None:
     projected = student_for(teacher, hidden=24, layers=2, unit_width=24, units=2)
     project_teacher(projected, teacher, basis, layer_map(2, 2))
     assert cosine(projected) > 0.8 > 0.2 > cosine(random)
+
+
+def test_head_from_teacher_gives_the_teachers_logits_at_full_width() -> None:
+    from transformers import BertForQuestionAnswering, BertForSequenceClassification
+
+    from effbert.methods.efficientbert.modeling_effbert import (
+        EffBertForQuestionAnswering,
+        EffBertForSequenceClassification,
+    )
+    from effbert.methods.efficientbert.student_init import head_from_teacher
+
+    encoder = tiny_teacher(layers=2)
+    batch = inputs()
+    for teacher_class, student_class in (
+        (BertForSequenceClassification, EffBertForSequenceClassification),
+        (BertForQuestionAnswering, EffBertForQuestionAnswering),
+    ):
+        torch.manual_seed(3)
+        teacher = teacher_class(encoder.config).eval()
+        teacher.base_model.load_state_dict(encoder.state_dict(), strict=False)
+        if teacher.base_model.pooler is not None:  # a pooler that matters
+            teacher.base_model.pooler.dense.bias.data.normal_(0.0, 0.5)
+        bare = student_for(encoder, hidden=32, layers=2, unit_width=32)
+        project_teacher(bare, encoder, torch.eye(32), layer_map(2, 2))
+        student = student_class(bare.config).eval()
+        student.effbert.load_state_dict(bare.state_dict(), strict=False)
+        head_from_teacher(student, teacher, torch.eye(32), torch.zeros(32))
+        with torch.no_grad():
+            t, s = teacher(**batch), student(**batch)
+        for name in ("logits", "start_logits", "end_logits"):
+            if name in t:
+                keep = batch["attention_mask"].bool() if name != "logits" else slice(None)
+                assert torch.allclose(s[name][keep], t[name][keep], atol=1e-4), name
