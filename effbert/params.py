@@ -212,7 +212,7 @@ class TaskKDParams(_PerTask, _DistillCommon):
     temperature: PositiveFloat = 1.0
     span_reduction: Literal["batch", "batch_and_positions"] = "batch"  # SQuAD KD mean; official: batch_and_positions
     group_by_length: bool = True
-    init_head: Literal["random", "teacher"] = "random"  # task head: N(0, 0.02) or the teacher's through fit_dense
+    init_head: Literal["random", "teacher"] = "random"  # task head: random, or the teacher's via fit_dense (RESULTS.md)
     task_overrides: TaskOverrides = Field(default_factory=dict)
 
 
