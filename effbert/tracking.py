@@ -263,19 +263,10 @@ class StageRun:
         run_id: the run.
         stage: the stage family.
         code_tags: the code version, recorded on this run and on every child run.
-        store: ``(tracking URI or None, experiment)`` of the run, for what needs MLflow in this process.
     """
 
-    def __init__(
-        self,
-        backend: Any,
-        run_id: str,
-        stage: str,
-        code_tags: Mapping[str, str] | None = None,
-        store: tuple[str | None, str] = (None, "effbert"),
-    ) -> None:
+    def __init__(self, backend: Any, run_id: str, stage: str, code_tags: Mapping[str, str] | None = None) -> None:
         self._backend = backend
-        self._store = store
         self.run_id = run_id
         self.stage = stage
         self.code_tags = dict(code_tags or {})
@@ -378,7 +369,8 @@ class StageRun:
             ``name``, ``version``, ``alias``, ``model_uri`` (``models:/<name>@<alias>``), ``run_id``, ``model_id``
             (MLflow's logged model) and ``source`` (the logged model's URI).
         """
-        mlflow = _mlflow(*self._store)
+        store = self._backend.describe()  # where the run is: MLflow in this process opens the same store
+        mlflow = _mlflow(store["uri"], store["experiment"])
         # resuming the run makes it the active one the model is logged in; leaving the block marks it finished,
         # and the stage's own end (after this) sets its final status and end time again
         with warnings.catch_warnings(), mlflow.start_run(run_id=self.run_id):
@@ -468,7 +460,7 @@ def stage_run(
         backend.log_params(
             run_id=run_id, params={k: v if isinstance(v, str) else json.dumps(v) for k, v in flat.items()}
         )
-        yield StageRun(backend, run_id, stage, code, (configured_uri, experiment))
+        yield StageRun(backend, run_id, stage, code)
     except BaseException:
         backend.end_run(run_id=run_id, status="FAILED", end_time=_now_ms())
         raise
@@ -480,9 +472,9 @@ def pipeline_run(name: str, params_file: Path, *, experiment: str, configured_ur
     """The parent run of one pipeline invocation; its id is exported to the stages through the environment, and
     the stages' tracking calls are served from this process for its duration (`effbert.tracking_service`): the
     socket's path is in ``$EFFBERT_TRACKING_SOCKET`` (``os.environ``, inherited by the engine and its stages)."""
-    mlflow = _mlflow(configured_uri, experiment)
-    tags = {"effbert.kind": "pipeline", "effbert.git_commit": git_commit(), "effbert.code_digest": code_digest()}
     backend = MlflowBackend(configured_uri, experiment)
+    mlflow = backend.mlflow
+    tags = {"effbert.kind": "pipeline", "effbert.git_commit": git_commit(), "effbert.code_digest": code_digest()}
     saved = {var: os.environ.get(var) for var in (PARENT_ENV, tracking_service.SOCKET_ENV)}
     with mlflow.start_run(run_name=name, tags=tags) as run, tracking_service.serve(backend) as socket_path:
         mlflow.log_artifact(str(params_file))

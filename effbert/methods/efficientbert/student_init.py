@@ -17,6 +17,11 @@ import torch
 __all__ = ["head_from_teacher", "hidden_basis", "pca_token_table", "project_teacher"]
 
 
+def _fix_signs(columns: torch.Tensor) -> torch.Tensor:
+    """Flip each column so that its largest-magnitude entry is positive (principal directions have no sign)."""
+    return columns * torch.sign(columns.gather(0, columns.abs().argmax(dim=0, keepdim=True)))
+
+
 def pca_token_table(teacher_table: torch.Tensor, width: int, std: float) -> torch.Tensor:
     """Project a (V, D) embedding table onto its top ``width`` principal components, rescaled to ``std``.
 
@@ -39,8 +44,7 @@ def pca_token_table(teacher_table: torch.Tensor, width: int, std: float) -> torc
     centred = table - table.mean(dim=0, keepdim=True)
     u, s, _ = torch.linalg.svd(centred, full_matrices=False)
     components = u[:, :width] * s[:width]
-    flip = torch.sign(components.gather(0, components.abs().argmax(dim=0, keepdim=True)))
-    components = components * flip
+    components = _fix_signs(components)
     return (components * (std / components.std())).to(torch.float32)
 
 
@@ -62,9 +66,7 @@ def hidden_basis(hidden_states: Sequence[torch.Tensor], width: int) -> torch.Ten
     if width > states.shape[1]:
         raise ValueError(f"cannot take {width} principal directions of {states.shape[1]}-wide hidden states")
     values, vectors = torch.linalg.eigh(states.T @ states)
-    basis = vectors[:, values.argsort(descending=True)[:width]]
-    flip = torch.sign(basis.gather(0, basis.abs().argmax(dim=0, keepdim=True)))
-    return (basis * flip).to(torch.float32)
+    return _fix_signs(vectors[:, values.argsort(descending=True)[:width]]).to(torch.float32)
 
 
 def _layer_norm(student_ln: Any, teacher_ln: Any, basis: torch.Tensor) -> None:
@@ -124,6 +126,7 @@ def _mlp(student_mlp: Any, teacher_layer: Any, basis: torch.Tensor) -> None:
     w1 = teacher_layer.intermediate.dense.weight @ basis  # (F, H)
     b1 = teacher_layer.intermediate.dense.bias
     w2 = basis.T @ teacher_layer.output.dense.weight  # (H, F)
+    b2 = basis.T @ teacher_layer.output.dense.bias / len(student_mlp.units)  # the units' outputs add up to b2
     order = (w1.norm(dim=1) * w2.norm(dim=0)).argsort(descending=True)
     first = 0
     for unit in student_mlp.units:
@@ -134,7 +137,7 @@ def _mlp(student_mlp: Any, teacher_layer: Any, basis: torch.Tensor) -> None:
         unit.intermediate.weight[:n] = w1[take]
         unit.intermediate.bias[:n] = b1[take]
         unit.output.weight[:, :n] = w2[:, take]
-        unit.output.bias.copy_(basis.T @ teacher_layer.output.dense.bias / len(student_mlp.units))
+        unit.output.bias.copy_(b2)
         _layer_norm(unit.LayerNorm, teacher_layer.output.LayerNorm, basis)
 
 
