@@ -13,6 +13,9 @@ a CPU the three small multiplies cost a tenth of the forward pass (``effbert ben
 looked up in ``ALL_ATTENTION_FUNCTIONS`` by ``config._attn_implementation`` exactly as BERT's (``"sdpa"`` by default,
 ``"eager"`` for ``output_attentions``), so the score capture of `effbert.distill.teacher_signals` works unchanged.
 
+At inference on a CPU in fp32, every linear layer runs on `kernels` (oneDNN; an MLP unit's with the activation or
+residual add that follows it inside the same call); training and every other setting run the eager composite.
+
 Every MLP unit owns ``intermediate`` (W1: max_width x H, b1) and ``output`` (W2: H x max_width, b2) Linear layers and
 a LayerNorm; a forward pass uses the first ``width`` intermediate neurons (weight slicing) of the first ``units``
 units. A compact model owns exactly what it uses; a supernet (``config.max_ffn_units``/``max_ffn_width`` set) owns
@@ -22,6 +25,7 @@ the maximum and is re-sliced through `supernet`. Attention mask convention: Hugg
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import torch
@@ -43,8 +47,9 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutput,
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.models.bert.modeling_bert import BertSelfOutput, eager_attention_forward
+from transformers.models.bert.modeling_bert import eager_attention_forward
 
+from effbert.methods.efficientbert import kernels
 from effbert.methods.efficientbert.configuration_effbert import EffBertConfig
 from effbert.methods.efficientbert.expr import CompiledExpr, compile_expr, parse
 
@@ -61,6 +66,7 @@ __all__ = [
     "EffBertPooler",
     "EffBertPreTrainedModel",
     "EffBertSelfAttention",
+    "EffBertSelfOutput",
 ]
 
 
@@ -75,7 +81,7 @@ class EffBertEmbeddings(nn.Module):
         super().__init__()
         self.embedding_size = config.embedding_size
         self.word_embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
-        self.embedding_transformation = nn.Linear(3 * config.embedding_size, config.hidden_size)
+        self.embedding_transformation = kernels.FusedLinear(3 * config.embedding_size, config.hidden_size)
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         # Non-snake-case name kept from BERT so that "LayerNorm.weight" no-decay rules and weight names carry over.
@@ -128,7 +134,7 @@ class EffBertSelfAttention(nn.Module):
         self.num_attention_heads = config.num_attention_heads
         self.attention_head_size = config.hidden_size // config.num_attention_heads
         self.scaling = self.attention_head_size**-0.5
-        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.qkv = kernels.FusedLinear(config.hidden_size, 3 * config.hidden_size)
         self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
         self.is_causal = False  # read by transformers' sdpa function
         self.layer_idx = layer_idx
@@ -151,13 +157,27 @@ class EffBertSelfAttention(nn.Module):
         return context.reshape(batch, length, -1), probs
 
 
+class EffBertSelfOutput(nn.Module):
+    """BERT's attention output ``LayerNorm(dropout(dense(c)) + h)``: ``BertSelfOutput`` with a `kernels.FusedLinear`."""
+
+    def __init__(self, config: EffBertConfig) -> None:
+        super().__init__()
+        self.dense = kernels.FusedLinear(config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: Tensor, input_tensor: Tensor) -> Tensor:
+        """The context ``hidden_states`` (B, T, H) and the block input ``input_tensor`` (B, T, H) -> (B, T, H)."""
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
+
+
 class EffBertAttention(nn.Module):
-    """Post-LN attention block: `EffBertSelfAttention`, then BERT's output ``LayerNorm(h + dropout(dense(c)))``."""
+    """Post-LN attention block: `EffBertSelfAttention`, then `EffBertSelfOutput`."""
 
     def __init__(self, config: EffBertConfig, layer_idx: int) -> None:
         super().__init__()
         self.self = EffBertSelfAttention(config, layer_idx)
-        self.output = BertSelfOutput(config)
+        self.output = EffBertSelfOutput(config)
 
     def forward(self, hidden_states: Tensor, attention_mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """(B, T, H) -> the block output (B, T, H) and the attention probabilities (None under sdpa)."""
@@ -197,6 +217,8 @@ class EffBertMLPUnit(nn.Module):
         b2: Tensor = self.output.bias  # (H,)
         if width != w1.shape[0]:  # a supernet slice; a compact model skips the (no-op) slicing
             w1, b1, w2 = w1[:width], b1[:width], w2[:, :width]
+        if not self.training:  # dropout is the identity: the residual add may run inside the last linear's kernel
+            return self.LayerNorm(expr.residual(hidden_states, w1, b1, w2, b2))
         update = expr(hidden_states, w1, b1, w2, b2)  # (B, T, H)
         return self.LayerNorm(hidden_states + self.dropout(update))
 
@@ -251,7 +273,7 @@ class EffBertMLP(nn.Module):
 
     def forward(self, hidden_states: Tensor) -> Tensor:
         """Run the active units in order on (B, T, H); returns (B, T, H)."""
-        for unit in self.units[: self.active_units]:
+        for unit in itertools.islice(self.units, self.active_units):  # slicing a ModuleList would build a new one
             hidden_states = unit(hidden_states, self.expr, self.active_width)
         return hidden_states
 

@@ -4,6 +4,9 @@ The compiled module is a tree of small modules, one class per op kind, with chil
 are no Python closures and no string evaluation (unlike the official ``gp.compile``-d lambdas), so it traces under
 ``torch.export.export`` and ``torch.onnx.export``. The MLP unit owns (and slices) its weights and passes them in:
 ``forward(x, w1, b1, w2, b2)`` with ``x`` (..., H), ``w1`` (k, H), ``b1`` (k,), ``w2`` (H, k), ``b2`` (H,).
+
+At inference on a CPU in fp32 an activation applied to a linear, and a unit's residual add onto a linear at the root,
+run inside the linear's kernel (`effbert.methods.efficientbert.kernels`); the module tree stays one module per node.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from effbert.methods.efficientbert import kernels
 from effbert.methods.efficientbert.expr.tree import WEIGHT_TERMINALS, Binary, Expr, Linear, Term
 
 GELU_APPROXIMATIONS = ("none", "tanh")
@@ -42,9 +46,14 @@ class LinearNode(ExprNode):
         self.args = nn.ModuleList([arg])
         self.pair = pair
 
+    def operands(self, x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The linear's evaluated argument, its weight and its bias."""
+        (arg,) = self.args
+        t = arg(x, w1, b1, w2, b2)
+        return (t, w1, b1) if self.pair == 1 else (t, w2, b2)
+
     def forward(self, x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:
-        t = self.args[0](x, w1, b1, w2, b2)
-        return F.linear(t, w1, b1) if self.pair == 1 else F.linear(t, w2, b2)
+        return kernels.linear(*self.operands(x, w1, b1, w2, b2))
 
     def extra_repr(self) -> str:
         return f"wb{self.pair}"
@@ -62,8 +71,9 @@ class BinaryNode(ExprNode):
         """The element-wise operation on equal-width operands."""
 
     def forward(self, x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:
-        a = self.args[0](x, w1, b1, w2, b2)
-        b = self.args[1](x, w1, b1, w2, b2)
+        left, right = self.args
+        a = left(x, w1, b1, w2, b2)
+        b = right(x, w1, b1, w2, b2)
         width = min(a.shape[-1], b.shape[-1])  # static under export: widths are fixed by the weight shapes
         if a.shape[-1] != width:
             a = a[..., :width]
@@ -94,7 +104,9 @@ class Max(BinaryNode):
 
 
 class UnaryNode(ExprNode):
-    """Base of element-wise activations."""
+    """Base of element-wise activations; ``post_op`` is the same function as a fused oneDNN post-op (None: none)."""
+
+    post_op: kernels.PostOp | None = None
 
     def __init__(self, arg: ExprNode) -> None:
         super().__init__()
@@ -105,7 +117,13 @@ class UnaryNode(ExprNode):
         """The activation function."""
 
     def forward(self, x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:
-        return self.activate(self.args[0](x, w1, b1, w2, b2))
+        (arg,) = self.args
+        if isinstance(arg, LinearNode) and self.post_op is not None:  # activation(linear(...)): fuse when possible
+            t, weight, bias = arg.operands(x, w1, b1, w2, b2)
+            if kernels.fused_path(t, weight):
+                return kernels.linear(t, weight, bias, self.post_op)
+            return self.activate(F.linear(t, weight, bias))
+        return self.activate(arg(x, w1, b1, w2, b2))
 
 
 class Gelu(UnaryNode):
@@ -114,6 +132,7 @@ class Gelu(UnaryNode):
     def __init__(self, arg: ExprNode, approximate: str = "none") -> None:
         super().__init__(arg)
         self.approximate = approximate
+        self.post_op = kernels.PostOp("gelu", algorithm=approximate)
 
     def activate(self, t: Tensor) -> Tensor:
         return F.gelu(t, approximate=self.approximate)
@@ -125,6 +144,8 @@ class Gelu(UnaryNode):
 class Sigmoid(UnaryNode):
     """Logistic sigmoid."""
 
+    post_op = kernels.PostOp("sigmoid")
+
     def activate(self, t: Tensor) -> Tensor:
         return torch.sigmoid(t)
 
@@ -132,12 +153,16 @@ class Sigmoid(UnaryNode):
 class Tanh(UnaryNode):
     """Hyperbolic tangent."""
 
+    post_op = kernels.PostOp("tanh")
+
     def activate(self, t: Tensor) -> Tensor:
-        return torch.tanh(t)
+        return kernels.tanh(t)
 
 
 class Relu(UnaryNode):
     """ReLU."""
+
+    post_op = kernels.PostOp("relu")
 
     def activate(self, t: Tensor) -> Tensor:
         return F.relu(t)
@@ -145,6 +170,8 @@ class Relu(UnaryNode):
 
 class LeakyRelu(UnaryNode):
     """Leaky ReLU with negative slope 0.01."""
+
+    post_op = kernels.PostOp("leaky_relu", scalars=(0.01,))
 
     def activate(self, t: Tensor) -> Tensor:
         return F.leaky_relu(t, negative_slope=0.01)
@@ -159,6 +186,8 @@ class Elu(UnaryNode):
 
 class Swish(UnaryNode):
     """Swish ``t * sigmoid(t)`` (SiLU)."""
+
+    post_op = kernels.PostOp("swish")
 
     def activate(self, t: Tensor) -> Tensor:
         return t * torch.sigmoid(t)
@@ -201,6 +230,14 @@ class CompiledExpr(nn.Module):
             The unit output (..., H) for a valid expression (before dropout, residual and LayerNorm).
         """
         return self.root(x, w1, b1, w2, b2)
+
+    def residual(self, x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:
+        """``x + self(x, w1, b1, w2, b2)``, the unit's residual connection; with a linear at the root the add runs
+        inside its kernel at inference (`kernels.linear_add`)."""
+        if isinstance(self.root, LinearNode):
+            t, weight, bias = self.root.operands(x, w1, b1, w2, b2)
+            return kernels.linear_add(t, weight, bias, x)
+        return x + self.root(x, w1, b1, w2, b2)
 
     def extra_repr(self) -> str:
         return f"expr={self.expr}"
