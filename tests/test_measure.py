@@ -232,3 +232,16 @@ def test_cli_runs_directory_pair(tmp_path: Path, model_dirs: tuple[Path, Path]) 
     rows = report["precision"]["rows"]
     assert [row["operation"] for row in rows] == ["finetune_step", "kd_step", "forward"]
     assert [row["batch_size"] for row in rows] == [16, 16, 32] and report["precision"]["native"]
+
+
+def test_same_kernels_pair_gives_bert_the_students_linear_kernel() -> None:
+    from effbert.methods.efficientbert.kernels import FusedLinear
+
+    config = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64)
+    student, teacher = torch.nn.Linear(2, 2), BertModel(config, add_pooling_layer=False)
+    entry = {"name": "bert", "params": 1}
+    name, _, s_model, t_entry, t_model = benchmark.same_kernels_pair(("reference", {}, student, entry, teacher))
+    assert name == benchmark.TARGET_PAIR and s_model is student and t_model is not teacher
+    assert t_entry["linear_kernel"] == "onednn" and entry["name"] == "bert"  # the stock entry is left alone
+    assert any(type(m) is FusedLinear for m in t_model.modules())
+    assert not any(type(m) is FusedLinear for m in teacher.modules())

@@ -36,8 +36,13 @@ from effbert.measure.latency import (
 from effbert.measure.size import model_params
 from effbert.models.auto import load_encoder
 
-TARGET_SPEEDUP = 6.0
-"""Target: the compact efficientbert student is at least this much faster than BERT-base at batch 1 on CPU."""
+TARGET_SPEEDUP = 6.5
+"""Target: the compact efficientbert student is at least this much faster than BERT-base at batch 1 on CPU, judged on
+`TARGET_PAIR`: BERT-base with the student's oneDNN linear kernel, so that the ratio measures the architecture, not
+the kernel (on an AMD CPU, stock BERT-base's MKL multiplies are a third slower than oneDNN's)."""
+
+TARGET_PAIR = "reference, same kernels"
+"""The pair the batch-1 target is judged on (the ``reference`` pair, stock BERT-base, is printed beside it)."""
 
 
 @dataclass(frozen=True)
@@ -267,6 +272,7 @@ def _pairs(student_dir: str | None, teacher_dir: str | None, skip_reference: boo
                 teacher,
             )
         )
+        pairs.append(same_kernels_pair(pairs[0]))
     if student_dir is not None and teacher_dir is not None:
         student, teacher = load_encoder(student_dir), load_encoder(teacher_dir)
         pairs.append(
@@ -281,14 +287,30 @@ def _pairs(student_dir: str | None, teacher_dir: str | None, skip_reference: boo
     return pairs
 
 
+def same_kernels_pair(reference: Pair) -> Pair:
+    """The reference pair with BERT-base's linear layers on the student's oneDNN kernel (a copy): how much of the
+    speed-up is the kernel rather than the architecture."""
+    from effbert.methods.efficientbert.kernels import use_fused_linears
+
+    _, s_entry, student, t_entry, teacher = reference
+    fused = use_fused_linears(copy.deepcopy(teacher))
+    entry = {**t_entry, "name": "bert-base (random, oneDNN linears)", "linear_kernel": "onednn"}
+    return (TARGET_PAIR, s_entry, student, entry, fused)
+
+
+def _kd_pair(pairs: list[Pair]) -> Pair:
+    """The pair the KD and precision measurements train: the directory pair when given, else the stock reference."""
+    return [pair for pair in pairs if pair[0] != TARGET_PAIR][-1]
+
+
 def _check_pairs(pairs: list[Pair], seq_len: int, kd: bool) -> None:
     """Fail before measuring anything: a KD pair the loss cannot handle, a sequence beyond a model's positions."""
     if kd:
         try:
-            check_kd_pair(pairs[-1][2], pairs[-1][4])
+            check_kd_pair(_kd_pair(pairs)[2], _kd_pair(pairs)[4])
         except ValueError as err:
             raise EffbertError(
-                f"KD throughput and precision ({pairs[-1][0]} pair): {err}; use --skip-kd --skip-precision"
+                f"KD throughput and precision ({_kd_pair(pairs)[0]} pair): {err}; use --skip-kd --skip-precision"
             ) from None
     for _, _, s_model, _, t_model in pairs:
         positions = [p for p in (config_int(m, "max_position_embeddings") for m in (s_model, t_model)) if p]
@@ -386,11 +408,12 @@ def run_benchmark(
         }
         timing = {"warmup": warmup, "runs": runs, "rounds": rounds, "device": target}
         report["latency"] = _latency_rows(pairs, batch_sizes, seq_len, timing, say)
+        trained = _kd_pair(pairs)
         if kd:  # the directory pair when given
-            report["kd_throughput"] = _kd_row(pairs[-1], kd_batch, seq_len, kd_steps, min(warmup, 2), target, say)
+            report["kd_throughput"] = _kd_row(trained, kd_batch, seq_len, kd_steps, min(warmup, 2), target, say)
         if precision:
-            report["precision"] = _precision_rows(pairs[-1], precision_batch, seq_len, precision_steps, target, say)
-    reference = [r for r in report["latency"] if r["pair"] == "reference" and r["batch_size"] == 1]
+            report["precision"] = _precision_rows(trained, precision_batch, seq_len, precision_steps, target, say)
+    reference = [r for r in report["latency"] if r["pair"] == TARGET_PAIR and r["batch_size"] == 1]
     if reference:
         report["target_met_batch1"] = reference[0]["speedup"] >= TARGET_SPEEDUP
     return report
@@ -466,11 +489,11 @@ def format_report(report: Mapping[str, Any]) -> str:
         t_ms = f"{t['median_ms']:.1f} ({t['p10_ms']:.1f}-{t['p90_ms']:.1f})"
         lines.append(f"{row['batch_size']:>5}  {s_ms:>24}  {t_ms:>24}  {row['speedup']:>7.2f}x")
     if "target_met_batch1" in report:
-        speedup = next(r["speedup"] for r in report["latency"] if r["pair"] == "reference" and r["batch_size"] == 1)
+        speedup = next(r["speedup"] for r in report["latency"] if r["pair"] == TARGET_PAIR and r["batch_size"] == 1)
         verdict = "met" if report["target_met_batch1"] else "NOT met"
         lines.append(
-            f"target: efficientbert >= {report['target_speedup_batch1']:.1f}x faster than BERT-base at batch 1: "
-            f"{speedup:.2f}x ({verdict})"
+            f"target: efficientbert >= {report['target_speedup_batch1']:.1f}x faster than BERT-base at batch 1, "
+            f"both on the same linear kernels: {speedup:.2f}x ({verdict})"
         )
     kd = report.get("kd_throughput")
     if kd:

@@ -69,3 +69,20 @@ def test_the_model_at_inference_agrees_with_training_mode_arithmetic() -> None:
         fused = model(**inputs).last_hidden_state
     torch.testing.assert_close(fused, eager, rtol=1e-5, atol=1e-5)
     assert len(seen) == 2  # the qkv projection is still called as a module (hooks see it)
+
+
+def test_use_fused_linears_keeps_a_bert_model_and_its_outputs() -> None:
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+    torch.manual_seed(0)
+    model = BertModel(config, add_pooling_layer=False).eval()
+    ids = torch.randint(0, config.vocab_size, (2, 7))
+    with torch.no_grad():
+        stock = model(input_ids=ids).last_hidden_state
+        fused_model = kernels.use_fused_linears(copy.deepcopy(model))
+        fused = fused_model(input_ids=ids).last_hidden_state
+    linears = [m for m in fused_model.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(type(m) is kernels.FusedLinear for m in linears)
+    assert fused_model.state_dict().keys() == model.state_dict().keys()
+    torch.testing.assert_close(fused, stock, rtol=1e-5, atol=1e-5)
