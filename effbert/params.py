@@ -201,6 +201,16 @@ class GeneralKDParams(_DistillCommon):
     save_steps: PositiveInt = 500
 
 
+class TransferParams(_Section):
+    """``final_distill.task.transfer``: corpus pairs the teacher labels, added to a sentence-pair task's KD inputs
+    (`effbert.distill.transfer`; not in the paper, which uses no augmentation)."""
+
+    corpus_pairs: bool = False  # pair tasks (MRPC, STS-B, ...) only; sentence tasks and SQuAD ignore it
+    segment_tokens: PositiveInt = 24  # tokens kept of each corpus segment
+    replace_prob: Annotated[float, Field(ge=0.0, le=1.0)] = 0.3  # near copy: chance of replacing each word
+    neighbours: PositiveInt = 15  # near copy: nearest words (teacher input embeddings) a replacement is drawn from
+
+
 class TaskKDParams(_PerTask, _DistillCommon):
     """``final_distill.task``: task KD from the task's fine-tuned teacher, selected on the held-out slice."""
 
@@ -213,6 +223,7 @@ class TaskKDParams(_PerTask, _DistillCommon):
     span_reduction: Literal["batch", "batch_and_positions"] = "batch"  # SQuAD KD mean; official: batch_and_positions
     group_by_length: bool = True
     init_head: Literal["random", "teacher"] = "random"  # task head: random, or the teacher's via fit_dense (RESULTS.md)
+    transfer: TransferParams = TransferParams()
     task_overrides: TaskOverrides = Field(default_factory=dict)
 
 

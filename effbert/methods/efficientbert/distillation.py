@@ -330,6 +330,37 @@ def distill_on_task(
     )
 
 
+def is_pair_task(train: Any) -> bool:
+    """Whether a prepared GLUE training split has a second sentence (SQuAD's features have no ``text_b``)."""
+    return "text_b" in train.column_names and any(train.select(range(min(len(train), 100)))["text_b"])
+
+
+def with_corpus_pairs(
+    rows: TaskRows, corpus: Any, tokenizer: Any, teacher: Any, hp: TaskKDParams, *, seed: int
+) -> TaskRows:
+    """``rows`` with the training split's model inputs followed by the corpus pairs of `effbert.distill.transfer`,
+    shuffled together (seeded); gold labels are dropped from training, which never reads them (pure KD)."""
+    import datasets
+
+    from effbert.distill.transfer import corpus_pairs
+
+    transfer = hp.transfer
+    extra = corpus_pairs(
+        corpus,
+        tokenizer,
+        teacher.get_input_embeddings().weight,
+        segment_tokens=transfer.segment_tokens,
+        replace_prob=transfer.replace_prob,
+        neighbours=transfer.neighbours,
+        seed=seed,
+    )
+    inputs = ["input_ids", "token_type_ids", "attention_mask"]
+    own = rows.train.select_columns(inputs)
+    combined = datasets.concatenate_datasets([own, datasets.Dataset.from_list(extra).cast(own.features)])
+    log.info("transfer: %d corpus pairs added to %d training rows", len(extra), len(own))
+    return TaskRows(combined.shuffle(seed=seed).flatten_indices(), rows.heldout, rows.heldout_examples)
+
+
 @dataclass(frozen=True)
 class TaskResult:
     """A task student: the training outcome, the model, and the teacher it was distilled from."""
@@ -350,9 +381,11 @@ def task_student(
     checkpoints: Path,
     callbacks: list[Any],
     bf16: bool,
+    corpus: Any = None,
 ) -> TaskResult:
     """Task KD of the general student in ``student_dir`` from the task's fine-tuned teacher (``final_distill.task``
-    with the task's overrides); write the best student by held-out score, its tokenizer and architecture."""
+    with the task's overrides); write the best student by held-out score, its tokenizer and architecture. A pair
+    task with ``transfer.corpus_pairs`` on also distils on pairs cut from ``corpus`` (`with_corpus_pairs`)."""
     from effbert.models.auto import load_task_model
     from effbert.models.teacher import build_task_model, load_tokenizer
 
@@ -363,6 +396,8 @@ def task_student(
     tokenizer = load_tokenizer(str(student_dir))
     student = build_task_model(str(student_dir), spec)
     rows = TaskRows.load(data_dir, spec)
+    if hp.transfer.corpus_pairs and corpus is not None and is_pair_task(rows.train):
+        rows = with_corpus_pairs(rows, corpus, tokenizer, teacher, hp, seed=params.seed)
     outcome = distill_on_task(
         student,
         teacher,

@@ -143,11 +143,25 @@ def distill_general(
 @click.option("--student", "student_dir", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--teacher", "teacher_dir", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--corpus",
+    "corpus_dir",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="Prepared corpus: the source of final_distill.task.transfer's pairs (pair tasks).",
+)
 @click.option("--model-out", required=True, type=click.Path(file_okay=False), help="Student directory to write.")
 @click.option("--report-out", required=True, type=click.Path(file_okay=False), help="Metrics/history directory.")
 @params_option
 def task_command(
-    task: str, student_dir: str, teacher_dir: str, data_dir: str, model_out: str, report_out: str, params_file: str
+    task: str,
+    student_dir: str,
+    teacher_dir: str,
+    data_dir: str,
+    corpus_dir: str | None,
+    model_out: str,
+    report_out: str,
+    params_file: str,
 ) -> None:
     """Task KD of the general student from the task's fine-tuned teacher; select on the held-out slice."""
     get_task(task)
@@ -161,7 +175,14 @@ def task_command(
         run.consume(Path(student_dir), "student/general", context="model")
         run.consume(Path(teacher_dir), f"{task}/teacher", context="teacher")
         run.consume(Path(data_dir), f"{task}/prepared")
-        distill_task(params, task, Path(student_dir), Path(teacher_dir), Path(data_dir), model_tmp, report_tmp, run)
+        corpus = None
+        if params.final_distill.task.for_task(task).transfer.corpus_pairs and corpus_dir is not None:
+            from effbert.data.prepared import load_split
+
+            run.consume(Path(corpus_dir), "corpus/prepared")
+            corpus = load_split(Path(corpus_dir), "corpus")
+        dirs = (Path(student_dir), Path(teacher_dir), Path(data_dir))
+        distill_task(params, task, *dirs, model_tmp, report_tmp, run, corpus=corpus)
         run.log_artifact(report_tmp)
 
 
@@ -174,8 +195,11 @@ def distill_task(
     model_out: Path,
     report_dir: Path,
     run: tracking.StageRun,
+    *,
+    corpus: Any = None,
 ) -> dict[str, Any]:
-    """Task KD of the general student; write the best student by held-out score, its first model card, the report."""
+    """Task KD of the general student (with ``corpus``'s pairs for a pair task when ``transfer.corpus_pairs``); write
+    the best student by held-out score, its first model card, the report."""
     from effbert.export.card_facts import write_initial_card
     from effbert.methods.efficientbert.distillation import task_student
     from effbert.methods.efficientbert.supernet import param_count
@@ -197,6 +221,7 @@ def distill_task(
         checkpoints=checkpoints,
         callbacks=[metrics_callback(run.log_metrics)],
         bf16=resolve_bf16(params, run),
+        corpus=corpus,
     )
     extra = {"student_params": param_count(result.student)}
     metrics = write_training_report(result.outcome, result.train_rows, report_dir, extra)
