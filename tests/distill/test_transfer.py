@@ -90,9 +90,10 @@ def test_corpus_pairs_cut_both_segments_and_make_a_near_copy(tokenizer: BertToke
 def test_near_copies_replace_whole_content_words_only_and_are_seeded(tokenizer: BertTokenizer) -> None:
     rows = [_row(tokenizer, "the happy cat runs on the mat", "dog")]
     table = _embeddings(tokenizer)
-    make = lambda seed: corpus_pairs(
-        rows, tokenizer, table, segment_tokens=16, replace_prob=1.0, neighbours=1, seed=seed
-    )  # noqa: E731
+
+    def make(seed: int) -> list[dict[str, list[int]]]:
+        return corpus_pairs(rows, tokenizer, table, segment_tokens=16, replace_prob=1.0, neighbours=1, seed=seed)
+
     copy = tokenizer.convert_ids_to_tokens(make(0)[1]["input_ids"])
     original = ["the", "happy", "cat", "run", "##s", "on", "the", "mat"]
     assert copy[1 + len(original) + 1 : -1] != original

@@ -179,6 +179,7 @@ def test_size_and_speed_are_measured_on_the_first_task_with_both_models(
     measured_at = {(row["batch_size"], row["model"]) for row in measured["latency"]}
     assert measured_at == {(1, "student"), (1, "teacher"), (1, "bert_base"), (4, "student"), (4, "teacher")}
     assert all(row["runs"] >= 20 and row["seq_len"] == 32 for row in measured["latency"])
+    assert measured["protocol"]["linear_kernel"].startswith("oneDNN for every model")  # like for like
     metrics = headline_metrics(written[0])
     assert {"speedup_vs_teacher/b1", "speedup_vs_bert_base/b1", "speedup_vs_teacher/b4"} <= set(metrics)
     assert "speedup_vs_bert_base/b4" not in metrics and metrics["student_vs_teacher/mrpc"] == pytest.approx(0.974)

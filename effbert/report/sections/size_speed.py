@@ -114,7 +114,8 @@ def _latency_setup(measured: Mapping[str, Any], params: Params) -> list[dict[str
             f"Latency protocol (effbert.measure.latency): sequences of {protocol['seq_len']} tokens (seeded ids, full "
             f"attention mask), at least {protocol['runs']} timed forward passes per model after {protocol['warmup']} "
             f"warm-up passes, the models interleaved in {protocol['rounds']} rounds; median, spread = p10-p90. "
-            f"BERT-base is timed at batch sizes {list(params.report.bert_base_batch_sizes)}."
+            f"BERT-base is timed at batch sizes {list(params.report.bert_base_batch_sizes)}. "
+            f"Linear layers: {protocol.get('linear_kernel', 'torch defaults')}."
         ),
     ]
 
