@@ -116,3 +116,16 @@ def test_run_prints_the_overhead_outside_the_stage_runs() -> None:
     assert line.startswith("Stage runs: 94.0 s; outside them (start-up, tracking setup, engine hashing and lock): ")
     assert line.endswith(" 6.0 s = 2.0 s per stage")
     assert overhead_line(1.0, []).endswith("= 0.0 s per stage")
+
+
+def test_commands_name_whole_stage_outputs() -> None:
+    """A command reads another stage's output by the directory that stage declares (or a parent of several), never
+    a folder inside it: each stage's reader joins its own split names (final_distill's --corpus once named
+    ``results/prepare_corpus/corpus`` and failed on ``.../corpus/corpus``)."""
+    stages = dag.load_stages(ROOT)
+    outputs = {out for stage in stages for out in stage.outs}
+    for stage in stages:
+        for token in stage.cmd.split():
+            if token.startswith("results/") and token not in stage.outs:
+                inside = [out for out in outputs if token.startswith(out + "/")]
+                assert not inside, f"{stage.name}: {token} lies inside the output {inside[0]}"

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from effbert.data.tasks import TaskSpec
+from effbert.errors import EffbertError
 
 
 def head_rows(n: int, fraction: float) -> int:
@@ -20,7 +21,10 @@ def load_split(data_dir: Path, split: str, rows: int | None = None) -> Any:
     """The saved ``datasets.Dataset`` ``split`` of a prepared task (its first ``rows`` rows when given)."""
     import datasets
 
-    data: Any = datasets.load_from_disk(str(data_dir / split))
+    path = data_dir / split
+    if not (path / "dataset_info.json").is_file():
+        raise EffbertError(f"{path}: no saved split {split!r} here (is {data_dir} a prepare-data/prepare-corpus output?)")
+    data: Any = datasets.load_from_disk(str(path))
     return data if rows is None or rows >= len(data) else data.select(range(rows))
 
 

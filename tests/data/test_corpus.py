@@ -189,3 +189,11 @@ def test_pack_corpus_builds_same_document_sentence_pairs(tokenizer: Any) -> None
 def test_pack_corpus_rejects_rows_too_short_for_a_pair(tokenizer: Any) -> None:
     with pytest.raises(ValueError, match="max_seq_length must be >= 4"):
         pack_corpus([["One. Two."]], tokenizer, 3, "fp", seed=0)
+
+
+def test_load_split_names_a_missing_split_in_one_line(tmp_path: Path) -> None:
+    from effbert.data.prepared import load_split
+    from effbert.errors import EffbertError
+
+    with pytest.raises(EffbertError, match=r"corpus/corpus: no saved split 'corpus' here"):
+        load_split(tmp_path / "corpus", "corpus")
