@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["STOP_WORDS", "corpus_pairs", "word_neighbours"]
+__all__ = ["STOP_WORDS", "corpus_pairs", "nearest_words", "word_neighbours"]
 
 STOP_WORDS = frozenset(
     [
@@ -117,15 +117,23 @@ def word_neighbours(
 ) -> dict[str, list[str]]:
     """For each replaceable word of ``words`` in ``vocab``: its ``k`` nearest replaceable whole words by cosine
     similarity of the rows of ``embeddings`` (the teacher's input token table), nearest first, itself excluded."""
-    candidates = sorted((i, w) for w, i in vocab.items() if _replaceable(w))
-    ids = torch.tensor([i for i, _ in candidates])
-    table = torch.nn.functional.normalize(embeddings.detach().float()[ids], dim=-1)
     wanted = sorted({w for w in words if _replaceable(w) and w in vocab})
-    if not wanted or not candidates:
+    return nearest_words(embeddings, vocab, {w: embeddings[vocab[w]] for w in wanted}, k)
+
+
+def nearest_words(
+    embeddings: torch.Tensor, vocab: Mapping[str, int], queries: Mapping[str, torch.Tensor], k: int
+) -> dict[str, list[str]]:
+    """For each ``word -> vector`` of ``queries``: the ``k`` replaceable whole words of ``vocab`` whose rows of
+    ``embeddings`` are nearest to the vector by cosine similarity, nearest first, the word itself excluded."""
+    candidates = sorted((i, w) for w, i in vocab.items() if _replaceable(w))
+    if not queries or not candidates:
         return {}
-    queries = torch.nn.functional.normalize(embeddings.detach().float()[[vocab[w] for w in wanted]], dim=-1)
-    top = (queries @ table.T).topk(min(k + 1, len(candidates)), dim=-1).indices.tolist()
-    return {w: [candidates[j][1] for j in row if candidates[j][1] != w][:k] for w, row in zip(wanted, top, strict=True)}
+    table = torch.nn.functional.normalize(embeddings.detach().float()[[i for i, _ in candidates]], dim=-1)
+    words = list(queries)
+    vectors = torch.nn.functional.normalize(torch.stack([queries[w].detach().float() for w in words]), dim=-1)
+    top = (vectors @ table.T).topk(min(k + 1, len(candidates)), dim=-1).indices.tolist()
+    return {w: [candidates[j][1] for j in row if candidates[j][1] != w][:k] for w, row in zip(words, top, strict=True)}
 
 
 def _segments(row: Mapping[str, Any]) -> tuple[list[int], list[int]]:
