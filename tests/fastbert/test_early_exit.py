@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification
 
-from effbert.methods.fastbert.early_exit import FastBertModel, normalised_entropy, self_distillation_loss
+from effbert.methods.fastbert.early_exit import FastBertModel, normalised_entropy, self_distillation_loss, sweep
 
 
 def tiny_teacher(labels: int = 3, **extra: object) -> BertForSequenceClassification:
@@ -99,3 +99,18 @@ def test_rows_of_one_batch_exit_at_different_layers(rule: str) -> None:
 def test_regression_has_no_exit_rule() -> None:
     with pytest.raises(ValueError, match="needs a classifier"):
         FastBertModel(tiny_teacher(labels=1, problem_type="regression"))
+
+
+def test_a_sweep_trades_layers_for_speed_and_the_batch_rule_costs_more() -> None:
+    model = FastBertModel(tiny_teacher(), width=8)
+    batches = [{key: value[:3] for key, value in batch().items()}, {key: value[3:] for key, value in batch().items()}]
+    points = sweep(model, batches, [0.0, 0.999, 1.0])
+    assert [p.speed for p in points] == [0.0, 0.999, 1.0]
+    assert points[0].mean_exit_layer == 4.0 and points[-1].mean_exit_layer == 1.0
+    assert points[0].mean_exit_layer >= points[1].mean_exit_layer >= points[2].mean_exit_layer
+    with torch.no_grad():
+        assert torch.equal(points[0].predictions, model.teacher(**batch()).logits.argmax(-1))
+    for point in points:  # a batch runs as deep as its deepest row
+        assert point.mean_layers_run >= point.mean_exit_layer
+    per_row = sweep(model, batches, [0.999], rule="sample")[0]
+    assert torch.equal(per_row.exit_layers, points[1].exit_layers)

@@ -18,7 +18,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["BranchClassifier", "ExitResult", "FastBertModel", "normalised_entropy", "self_distillation_loss"]
+__all__ = [
+    "BranchClassifier",
+    "ExitResult",
+    "FastBertModel",
+    "SweepPoint",
+    "normalised_entropy",
+    "self_distillation_loss",
+    "sweep",
+]
 
 
 def normalised_entropy(logits: Tensor) -> Tensor:
@@ -190,3 +198,51 @@ class FastBertModel(nn.Module):
         bert = self.teacher.base_model
         pooled = bert.pooler(sequence_output) if bert.pooler is not None else sequence_output[:, 0]
         return self.teacher.classifier(self.teacher.dropout(pooled))
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One ``speed`` threshold of a sweep.
+
+    Attributes:
+        speed: the threshold.
+        predictions: (N,) class ids, in the order of the batches.
+        exit_layers: (N,) the layer each row exited after.
+        layers_run: per batch, the layers it ran (under the ``"batch"`` rule: its deepest row's exit).
+    """
+
+    speed: float
+    predictions: Tensor
+    exit_layers: Tensor
+    layers_run: list[int]
+
+    @property
+    def mean_exit_layer(self) -> float:
+        """The average layer a row exits after."""
+        return float(self.exit_layers.float().mean())
+
+    @property
+    def mean_layers_run(self) -> float:
+        """The average layers a batch ran: the cost the batch rule makes every row pay."""
+        return sum(self.layers_run) / max(1, len(self.layers_run))
+
+
+def sweep(
+    model: FastBertModel,
+    batches: list[dict[str, Tensor]],
+    speeds: list[float],
+    rule: Literal["batch", "sample"] = "batch",
+) -> list[SweepPoint]:
+    """Early-exit predictions of ``batches`` (model inputs) at every threshold of ``speeds``, in that order."""
+    points = []
+    for speed in speeds:
+        results = [model.exit_forward(**batch, speed=speed, rule=rule) for batch in batches]
+        points.append(
+            SweepPoint(
+                speed,
+                torch.cat([r.logits.argmax(-1).cpu() for r in results]),
+                torch.cat([r.exit_layers.cpu() for r in results]),
+                [r.layers_run for r in results],
+            )
+        )
+    return points
