@@ -59,6 +59,7 @@ def test_killed_finetune_resumes_and_matches_uninterrupted_run(project: Path) ->
     assert not list((project / "results/killed").glob(".*partial*"))
     straight = run_cli([*FINETUNE, *_outs("straight")], project)
     assert straight.returncode == 0, straight.stderr[-3000:]
+    assert not (project / "results/straight/model/training_args.bin").exists()  # the model only: see the stage
     a = load_file(str(project / "results/killed/model/model.safetensors"))
     b = load_file(str(project / "results/straight/model/model.safetensors"))
     assert a.keys() == b.keys()

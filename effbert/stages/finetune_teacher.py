@@ -87,7 +87,9 @@ def finetune(
         device(),
     )
     outcome = train(trainer)
-    trainer.save_model(str(model_out))
+    # the model alone: Trainer.save_model also writes training_args.bin, whose checkpoint path changes with every
+    # params change of the section and would rerun everything downstream of an unchanged teacher
+    trainer.model.save_pretrained(str(model_out))
     tokenizer.save_pretrained(str(model_out))
     write_history(outcome.history(), report_dir)
     metrics: dict[str, Any] = {
