@@ -1,5 +1,6 @@
 """Knowledge distillation shared by the methods: teacher signal capture (`teacher_signals`), the losses
-(`losses`), the student + objective as one trainable module (`trainer`) and the ``fit_dense`` file (`projection`)."""
+(`losses`), the student + objective as one trainable module (`trainer`), what wrappers around a frozen model
+share (`frozen`) and the ``fit_dense`` file (`projection`)."""
 
 from effbert.distill.losses import (
     DistillationLoss,

@@ -23,6 +23,7 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from effbert.data.tasks import TaskSpec
+from effbert.distill.frozen import freeze, given_inputs
 from effbert.distill.losses import DistillationLoss
 from effbert.distill.teacher_signals import capture, forward_with_signals
 from effbert.training import TrainingOutcome, build_trainer, train
@@ -57,10 +58,7 @@ class DistillationModule(nn.Module):
         super().__init__()
         self.student = student
         self.criterion = criterion
-        teacher.eval()
-        for parameter in teacher.parameters():
-            parameter.requires_grad_(False)
-        self._teacher = [teacher]  # a list hides it from nn.Module's registration
+        self._teacher = [freeze(teacher)]  # a list hides it from nn.Module's registration
 
     @property
     def teacher(self) -> nn.Module:
@@ -87,11 +85,10 @@ class DistillationModule(nn.Module):
 
         Gold labels are not used in training: EfficientBERT's task stage is pure distillation.
         """
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-        inputs = {k: v for k, v in inputs.items() if v is not None}
+        inputs = given_inputs(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
         if not self.training:
-            supervised = {"labels": labels, "start_positions": start_positions, "end_positions": end_positions}
-            return self.student(**inputs, **{k: v for k, v in supervised.items() if v is not None})
+            supervised = given_inputs(labels=labels, start_positions=start_positions, end_positions=end_positions)
+            return self.student(**inputs, **supervised)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
             inputs["attention_mask"] = attention_mask

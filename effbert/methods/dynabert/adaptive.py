@@ -16,8 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from effbert.distill.frozen import FrozenParts, freeze, given_inputs
 from effbert.distill.losses import regression_loss, soft_cross_entropy
 from effbert.methods.dynabert.subnetworks import kept_layers, subnetwork
 
@@ -29,7 +30,7 @@ def grid(widths: list[float], depths: list[float]) -> list[tuple[float, float]]:
     return [(w, d) for d in sorted(set(depths), reverse=True) for w in sorted(set(widths), reverse=True)]
 
 
-class AdaptiveDistiller(nn.Module):
+class AdaptiveDistiller(FrozenParts):
     """Student and frozen teacher for width- (one depth, 1.0) or width-and-depth-adaptive distillation.
 
     Args:
@@ -40,22 +41,17 @@ class AdaptiveDistiller(nn.Module):
         hidden_weight: weight of the hidden-state term.
     """
 
+    frozen_parts = ("teacher",)  # the frozen teacher always runs as at inference
+
     def __init__(
         self, student: Any, teacher: Any, widths: list[float], depths: list[float], hidden_weight: float = 1.0
     ) -> None:
         super().__init__()
         self.student = student
-        self.teacher = teacher.requires_grad_(False)
+        self.teacher = freeze(teacher)
         self.config = student.config
         self.grid = grid(widths, depths)
         self.hidden_weight = hidden_weight
-
-    def train(self, mode: bool = True) -> AdaptiveDistiller:
-        """The student follows ``mode``; the frozen teacher always runs as at inference."""
-        self.training = mode
-        self.student.train(mode)
-        self.teacher.train(False)
-        return self
 
     def forward(
         self,
@@ -66,8 +62,7 @@ class AdaptiveDistiller(nn.Module):
     ) -> dict[str, Tensor]:
         """The summed loss of every sub-network, per-sub-network terms, and the full student's logits (the held-out
         selection scores the full model). ``labels`` are unused: the teacher is the target."""
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-        inputs = {key: value for key, value in inputs.items() if value is not None}
+        inputs = given_inputs(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
         with torch.no_grad():
             teacher = self.teacher(**inputs, output_hidden_states=True)
         layers = len(teacher.hidden_states) - 1

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from effbert.distill.frozen import FrozenParts, freeze
+
 __all__ = [
     "BranchClassifier",
     "ExitResult",
@@ -89,7 +91,7 @@ class ExitResult:
     layers_run: int
 
 
-class FastBertModel(nn.Module):
+class FastBertModel(FrozenParts):
     """A fine-tuned BERT-family sequence classifier with a branch classifier after every layer but the last.
 
     Args:
@@ -98,25 +100,20 @@ class FastBertModel(nn.Module):
         heads: the branches' attention heads.
     """
 
+    frozen_parts = ("teacher",)  # the frozen teacher always runs as at inference
+
     def __init__(self, teacher: Any, width: int = 128, heads: int = 2) -> None:
         super().__init__()
         config = teacher.config
         if getattr(config, "problem_type", None) == "regression" or config.num_labels < 2:
             raise ValueError("FastBERT's exit rule needs a classifier (normalised entropy over >= 2 classes)")
-        self.teacher = teacher.requires_grad_(False)
+        self.teacher = freeze(teacher)
         self.config = config
         layers = len(teacher.base_model.encoder.layer)
         self.branches = nn.ModuleList(
             BranchClassifier(config.hidden_size, config.num_labels, width, heads) for _ in range(layers - 1)
         )
         self.train(False)
-
-    def train(self, mode: bool = True) -> FastBertModel:
-        """Branches follow ``mode``; the frozen teacher always runs as at inference."""
-        self.training = mode
-        self.teacher.train(False)
-        self.branches.train(mode)
-        return self
 
     def forward(
         self,

@@ -18,6 +18,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from effbert.distill.frozen import FrozenParts, freeze, given_inputs
+
 __all__ = ["ReplacementSchedule", "TheseusModel", "module_groups", "replacement_callback"]
 
 
@@ -96,7 +98,7 @@ def _layers(encoder: Any, layers: list[nn.Module]) -> Iterator[None]:
         encoder.layer = own
 
 
-class TheseusModel(nn.Module):
+class TheseusModel(FrozenParts):
     """A fine-tuned task model whose layer groups a successor layer each may replace.
 
     Args:
@@ -110,22 +112,17 @@ class TheseusModel(nn.Module):
         replace_rate: ``p`` of the next training forward passes (set by the schedule's callback).
     """
 
+    frozen_parts = ("predecessor",)  # the frozen predecessor always computes as at inference (no dropout)
+
     def __init__(self, predecessor: Any, successor_layers: int) -> None:
         super().__init__()
         layers = _encoder(predecessor).layer
         self.groups = module_groups(len(layers), successor_layers)
-        self.predecessor = predecessor.requires_grad_(False)
+        self.predecessor = freeze(predecessor)
         self.successors = nn.ModuleList(copy.deepcopy(layers[i]).requires_grad_(True) for i in range(successor_layers))
         self.replace_rate = 0.0
         self.config = predecessor.config  # read by the Trainer (model_input_names, label names)
         self.train(False)
-
-    def train(self, mode: bool = True) -> TheseusModel:
-        """Successors follow ``mode``; the frozen predecessor always computes as at inference (no dropout)."""
-        self.training = mode
-        self.predecessor.train(False)
-        self.successors.train(mode)
-        return self
 
     def draw(self) -> list[bool]:
         """One Bernoulli(``replace_rate``) per module: True where the successor runs (torch's global generator)."""
@@ -153,17 +150,17 @@ class TheseusModel(nn.Module):
 
         The inputs are named (not ``**kwargs``): the Trainer keeps the dataset columns a forward names.
         """
-        given = {
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
-            "token_type_ids": token_type_ids,
-            "labels": labels,
-            "start_positions": start_positions,
-            "end_positions": end_positions,
-        }
+        given = given_inputs(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            labels=labels,
+            start_positions=start_positions,
+            end_positions=end_positions,
+        )
         replaced = self.draw() if self.training else [True] * len(self.groups)
         with _layers(_encoder(self.predecessor), self.layer_plan(replaced)):
-            output = self.predecessor(**{name: value for name, value in given.items() if value is not None})
+            output = self.predecessor(**given)
         loss = getattr(output, "loss", None)
         if loss is not None and not loss.requires_grad and torch.is_grad_enabled():
             # no module replaced: nothing trainable ran. A leaf loss lets the step go through with no gradient,

@@ -28,6 +28,7 @@ from torch import nn
 
 from effbert.data.prepared import head_rows
 from effbert.data.tasks import TaskSpec
+from effbert.distill.frozen import freeze, given_inputs
 from effbert.distill.losses import DistillationLoss
 from effbert.distill.teacher_signals import capture, forward_with_signals
 from effbert.distill.trainer import DistillationModule, DistillationOutput, DistillationTrainerMixin, fit
@@ -149,9 +150,7 @@ class MultiTaskDistillation(nn.Module):
         self._heads = dict(heads)  # plain dict: their parameters are registered once, through body and classifiers
         self._teachers = dict(teachers)
         for teacher in self._teachers.values():
-            teacher.eval()
-            for parameter in teacher.parameters():
-                parameter.requires_grad_(False)
+            freeze(teacher)
 
     def train(self, mode: bool = True) -> MultiTaskDistillation:
         """Train/eval mode reaches the heads (held in a plain dict) too; the teachers always stay in eval mode."""
@@ -182,8 +181,7 @@ class MultiTaskDistillation(nn.Module):
     ) -> Any:
         """The KD loss of one single-task batch (training), or the task head's output (evaluation)."""
         task = self.task_names[int(task_index.reshape(-1)[0])]
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-        inputs = {k: v for k, v in inputs.items() if v is not None}
+        inputs = given_inputs(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
         if not self.training:
             return self._heads[task](**inputs, **({"labels": labels} if labels is not None else {}))
         if attention_mask is None:
