@@ -1,2 +1,3 @@
 """Model sources and loading shared by every method: where a teacher comes from and how its task head is built
-(`teacher`), and loading any saved teacher or student directory through the Auto classes (`auto`)."""
+(`teacher`), loading any saved teacher or student directory through the Auto classes (`auto`), and a BERT-family
+model's encoder and submodules swapped for the length of a block (`surgery`)."""

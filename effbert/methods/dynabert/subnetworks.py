@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from effbert.models.surgery import encoder_of, swapped
+
 __all__ = [
     "SlicedLinear",
     "extract",
@@ -70,11 +72,6 @@ class SlicedLinear(nn.Module):
         return F.linear(x, self.full.weight[: self.rows, : self.cols], bias)
 
 
-def _layers(model: nn.Module) -> Any:
-    """The encoder's layer list of a BERT-family model."""
-    return model.base_model.encoder.layer  # type: ignore[union-attr]
-
-
 def _slices(layer: nn.Module, head_dim: int, heads: int, neurons: int) -> dict[tuple[Any, str], nn.Module]:
     """(parent module, attribute) -> its sliced stand-in, for one layer."""
     attention: Any = layer.attention
@@ -97,22 +94,14 @@ def subnetwork(model: nn.Module, width: float = 1.0, depth: float = 1.0) -> Iter
     config: Any = model.config
     heads, neurons = width_sizes(config.num_attention_heads, config.intermediate_size, width)
     head_dim = config.hidden_size // config.num_attention_heads
-    encoder: Any = model.base_model.encoder  # type: ignore[union-attr]
+    encoder = encoder_of(model)
     own = encoder.layer
-    swaps: dict[tuple[Any, str], nn.Module] = {}
     kept = kept_layers(len(own), depth)
+    swaps: dict[tuple[Any, str], nn.Module] = {(encoder, "layer"): nn.ModuleList(own[i] for i in kept)}
     for index in kept:
         swaps.update(_slices(own[index], head_dim, heads, neurons))
-    originals = {key: getattr(key[0], key[1]) for key in swaps}
-    try:
-        for (parent, name), stand_in in swaps.items():
-            setattr(parent, name, stand_in)
-        encoder.layer = nn.ModuleList(own[i] for i in kept)
+    with swapped(swaps):
         yield model
-    finally:
-        encoder.layer = own
-        for (parent, name), original in originals.items():
-            setattr(parent, name, original)
 
 
 def extract(model: nn.Module, width: float = 1.0, depth: float = 1.0) -> nn.Module:
@@ -130,7 +119,7 @@ def extract(model: nn.Module, width: float = 1.0, depth: float = 1.0) -> nn.Modu
                         linear.bias.copy_(child.full.bias[: child.rows])
                 setattr(module, name, linear)
     config: Any = compact.config
-    config.num_hidden_layers = len(_layers(compact))
+    config.num_hidden_layers = len(encoder_of(compact).layer)
     return compact
 
 
@@ -144,7 +133,7 @@ def importance(model: nn.Module, batches: Iterable[dict[str, Tensor]]) -> tuple[
         ``(heads (L, H), neurons (L, I))``.
     """
     config: Any = model.config
-    layers = _layers(model)
+    layers = encoder_of(model).layer
     head_dim = config.hidden_size // config.num_attention_heads
     heads = torch.zeros(len(layers), config.num_attention_heads)
     neurons = torch.zeros(len(layers), config.intermediate_size)
@@ -184,7 +173,7 @@ def rewire(model: nn.Module, head_scores: Tensor, neuron_scores: Tensor) -> None
     function (a permutation of the units), and every width keeps its most important units first."""
     config: Any = model.config
     head_dim = config.hidden_size // config.num_attention_heads
-    for layer, head_score, neuron_score in zip(_layers(model), head_scores, neuron_scores, strict=True):
+    for layer, head_score, neuron_score in zip(encoder_of(model).layer, head_scores, neuron_scores, strict=True):
         order = torch.argsort(head_score, descending=True, stable=True)
         rows = (order[:, None] * head_dim + torch.arange(head_dim)).reshape(-1)
         for projection in (layer.attention.self.query, layer.attention.self.key, layer.attention.self.value):

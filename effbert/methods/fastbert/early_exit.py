@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from effbert.distill.frozen import FrozenParts, freeze
+from effbert.models.surgery import encoder_of
 
 __all__ = [
     "BranchClassifier",
@@ -109,7 +110,7 @@ class FastBertModel(FrozenParts):
             raise ValueError("FastBERT's exit rule needs a classifier (normalised entropy over >= 2 classes)")
         self.teacher = freeze(teacher)
         self.config = config
-        layers = len(teacher.base_model.encoder.layer)
+        layers = len(encoder_of(teacher).layer)
         self.branches = nn.ModuleList(
             BranchClassifier(config.hidden_size, config.num_labels, width, heads) for _ in range(layers - 1)
         )
@@ -160,7 +161,7 @@ class FastBertModel(FrozenParts):
         from transformers.masking_utils import create_bidirectional_mask
 
         bert = self.teacher.base_model
-        layers = bert.encoder.layer
+        layers = encoder_of(self.teacher).layer
         hidden = bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
         mask_2d = attention_mask if attention_mask is not None else torch.ones(input_ids.shape, dtype=torch.long)
         mask_2d = mask_2d.to(hidden.device)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -19,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from effbert.distill.frozen import FrozenParts, freeze, given_inputs
+from effbert.models.surgery import encoder_of, swapped
 
 __all__ = ["ReplacementSchedule", "TheseusModel", "module_groups", "replacement_callback"]
 
@@ -79,23 +79,9 @@ def module_groups(predecessor_layers: int, successor_layers: int) -> list[range]
     return [range(i * size, (i + 1) * size) for i in range(successor_layers)]
 
 
-def _encoder(model: nn.Module) -> Any:
-    """The BERT-family encoder (its ``.layer`` an ``nn.ModuleList``) of a task model."""
-    encoder = getattr(getattr(model, "base_model", None), "encoder", None)
-    if encoder is None or not isinstance(getattr(encoder, "layer", None), nn.ModuleList):
-        raise ValueError(f"{type(model).__name__}: no BERT-style encoder (base_model.encoder.layer)")
-    return encoder
-
-
-@contextlib.contextmanager
-def _layers(encoder: Any, layers: list[nn.Module]) -> Iterator[None]:
-    """Run ``encoder`` on ``layers`` for the duration of the block (its own list restored after)."""
-    own = encoder.layer
-    encoder.layer = nn.ModuleList(layers)
-    try:
-        yield
-    finally:
-        encoder.layer = own
+def _running(encoder: Any, layers: list[nn.Module]) -> contextlib.AbstractContextManager[None]:
+    """A block within which ``encoder`` runs ``layers`` (its own list restored after)."""
+    return swapped({(encoder, "layer"): nn.ModuleList(layers)})
 
 
 class TheseusModel(FrozenParts):
@@ -116,7 +102,7 @@ class TheseusModel(FrozenParts):
 
     def __init__(self, predecessor: Any, successor_layers: int) -> None:
         super().__init__()
-        layers = _encoder(predecessor).layer
+        layers = encoder_of(predecessor).layer
         self.groups = module_groups(len(layers), successor_layers)
         self.predecessor = freeze(predecessor)
         self.successors = nn.ModuleList(copy.deepcopy(layers[i]).requires_grad_(True) for i in range(successor_layers))
@@ -131,7 +117,7 @@ class TheseusModel(FrozenParts):
 
     def layer_plan(self, replaced: list[bool]) -> list[nn.Module]:
         """The layers a forward pass runs when module ``i`` is replaced where ``replaced[i]``."""
-        own = _encoder(self.predecessor).layer
+        own = encoder_of(self.predecessor).layer
         plan: list[nn.Module] = []
         for group, successor, swap in zip(self.groups, self.successors, replaced, strict=True):
             plan.extend([successor] if swap else [own[i] for i in group])
@@ -159,7 +145,7 @@ class TheseusModel(FrozenParts):
             end_positions=end_positions,
         )
         replaced = self.draw() if self.training else [True] * len(self.groups)
-        with _layers(_encoder(self.predecessor), self.layer_plan(replaced)):
+        with _running(encoder_of(self.predecessor), self.layer_plan(replaced)):
             output = self.predecessor(**given)
         loss = getattr(output, "loss", None)
         if loss is not None and not loss.requires_grad and torch.is_grad_enabled():
@@ -172,11 +158,10 @@ class TheseusModel(FrozenParts):
         """The student: a copy of the predecessor whose encoder holds the successors (``num_hidden_layers``
         updated, every parameter trainable again, inference mode); ``save_pretrained`` writes a plain model of the
         teacher's family."""
-        encoder = _encoder(self.predecessor)
-        with _layers(encoder, list(self.successors)):
+        with _running(encoder_of(self.predecessor), list(self.successors)):
             student = copy.deepcopy(self.predecessor)
         student.config.num_hidden_layers = len(self.successors)
-        for index, layer in enumerate(_encoder(student).layer):
+        for index, layer in enumerate(encoder_of(student).layer):
             for module in layer.modules():
                 if hasattr(module, "layer_idx"):
                     module.layer_idx = index
