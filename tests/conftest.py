@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,3 +103,22 @@ def single_torch_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def tiny_bert_classifier(**config: Any) -> Any:
+    """A seeded small BERT sequence classifier in inference mode (the method packages' unit tests): vocabulary 50,
+    hidden 16, 4 layers, 2 heads, FFN 32, 32 positions and 2 labels, unless ``config`` says otherwise."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    shape: dict[str, Any] = {
+        "vocab_size": 50,
+        "hidden_size": 16,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 2,
+        "intermediate_size": 32,
+        "max_position_embeddings": 32,
+        "num_labels": 2,
+    }
+    return BertForSequenceClassification(BertConfig(**{**shape, **config})).eval()

@@ -8,23 +8,14 @@ import copy
 
 import pytest
 import torch
-from transformers import BertConfig, BertForSequenceClassification
+from transformers import BertForSequenceClassification
 
 from effbert.methods.dynabert.subnetworks import extract, importance, kept_layers, rewire, subnetwork, width_sizes
+from tests.conftest import tiny_bert_classifier
 
 
 def tiny_model() -> BertForSequenceClassification:
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=50,
-        hidden_size=16,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        intermediate_size=32,
-        max_position_embeddings=32,
-        num_labels=2,
-    )
-    return BertForSequenceClassification(config).eval()
+    return tiny_bert_classifier(num_attention_heads=4)
 
 
 def batch() -> dict[str, torch.Tensor]:

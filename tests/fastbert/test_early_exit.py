@@ -7,24 +7,14 @@ import math
 
 import pytest
 import torch
-from transformers import BertConfig, BertForSequenceClassification
+from transformers import BertForSequenceClassification
 
 from effbert.methods.fastbert.early_exit import FastBertModel, normalised_entropy, self_distillation_loss, sweep
+from tests.conftest import tiny_bert_classifier
 
 
 def tiny_teacher(labels: int = 3, **extra: object) -> BertForSequenceClassification:
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=50,
-        hidden_size=16,
-        num_hidden_layers=4,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=32,
-        num_labels=labels,
-        **extra,
-    )
-    return BertForSequenceClassification(config).eval()
+    return tiny_bert_classifier(num_labels=labels, **extra)
 
 
 def batch(rows: int = 6) -> dict[str, torch.Tensor]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import BertConfig, BertForSequenceClassification
+from transformers import BertForSequenceClassification
 
 from effbert.methods.theseus.replacement import (
     ReplacementSchedule,
@@ -13,22 +13,11 @@ from effbert.methods.theseus.replacement import (
     module_groups,
     replacement_callback,
 )
+from tests.conftest import tiny_bert_classifier
 
 
-def tiny_teacher(layers: int = 4, dropout: float = 0.1) -> BertForSequenceClassification:
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=50,
-        hidden_size=16,
-        num_hidden_layers=layers,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=32,
-        hidden_dropout_prob=dropout,
-        attention_probs_dropout_prob=dropout,
-        num_labels=2,
-    )
-    return BertForSequenceClassification(config).eval()
+def tiny_teacher(layers: int = 4) -> BertForSequenceClassification:
+    return tiny_bert_classifier(num_hidden_layers=layers)
 
 
 def batch() -> dict[str, torch.Tensor]:

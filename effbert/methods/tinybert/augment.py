@@ -49,7 +49,7 @@ def mlm_candidates(
     masked = [[tokenizer.mask_token if i == p else w for i, w in enumerate(words)] for p in positions]
     batch = tokenizer(masked, is_split_into_words=True, padding=True, return_tensors="pt")
     with torch.no_grad():
-        logits = mlm({key: value for key, value in batch.items() if key != "offset_mapping"})
+        logits = mlm(dict(batch))
     mask_rows, mask_cols = (batch["input_ids"] == tokenizer.mask_token_id).nonzero(as_tuple=True)
     out: dict[int, list[str]] = {}
     for row, col in zip(mask_rows.tolist(), mask_cols.tolist(), strict=True):
