@@ -18,10 +18,19 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, Protocol, Self
+from typing import Annotated, Any, Literal, Protocol, Self, get_args
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    computed_field,
+    field_validator,
+    model_validator,
+)
 
 from effbert.data.tasks import TASKS, get_task
 from effbert.errors import ParamsError
@@ -234,6 +243,132 @@ class FinalDistillParams(_Section):
     task: TaskKDParams = TaskKDParams()
 
 
+class MethodTraining(_PerTask, _Section):
+    """One training phase of a compared method (TinyBERT, BERT-of-Theseus, DynaBERT, FastBERT): AdamW with linear
+    warm-up and decay, the held-out slice of train scored every ``eval_steps`` and the best checkpoint kept where the
+    phase has a task head (a phase without one keeps its last weights), per-task overrides."""
+
+    learning_rate: PositiveFloat = 5e-5
+    epochs: PositiveFloat = 3.0
+    batch_size: PositiveInt = 32
+    eval_batch_size: PositiveInt = 128
+    warmup_ratio: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+    weight_decay: Annotated[float, Field(ge=0.0)] = 0.01
+    max_grad_norm: PositiveFloat = 1.0
+    eval_steps: PositiveInt = 50  # held-out score and checkpoint every N optimizer steps
+    save_total_limit: PositiveInt = 2
+    group_by_length: bool = True
+    threads: PositiveInt | None = None  # torch CPU threads; null = torch's default
+    task_overrides: TaskOverrides = Field(default_factory=dict)
+
+
+class TinyBertAugmentParams(_Section):
+    """``tinybert.augment``: TinyBERT's data augmentation of a task's training split (stage ``tinybert_augment``)."""
+
+    tasks: list[str] = []  # tasks whose task distillation uses augmented data; [] = none (augmentation off)
+    variants: PositiveInt = 20  # N: augmented copies drawn per example (duplicates dropped)
+    candidates: PositiveInt = 15  # M: candidate words per position (masked-LM top-M or embedding neighbours)
+    replace_prob: Annotated[float, Field(ge=0.0, le=1.0)] = 0.4  # p: chance of replacing each candidate word
+    batch_size: PositiveInt = 64  # masked sentences per masked-LM forward
+    max_examples: PositiveInt | None = None  # augment the first N training examples; null = all
+
+    @field_validator("tasks")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        _check_task_keys(dict.fromkeys(value))
+        return value
+
+
+class TinyBertParams(_Section):
+    """``tinybert``: TinyBERT (stages ``tinybert_general``, ``tinybert_augment@<task>``, ``tinybert@<task>``)."""
+
+    num_layers: PositiveInt = 4  # the shape is fitted into search.param_window on the student frame (RESULTS.md)
+    ffn_ratio: PositiveFloat = 4.0  # FFN width / hidden size tried first when fitting the window
+    general: GeneralKDParams = GeneralKDParams()  # general distillation on the corpus (pre-trained teacher)
+    intermediate: MethodTraining = MethodTraining(epochs=10.0)  # task step 1: attention + hidden, last weights kept
+    prediction: MethodTraining = MethodTraining(learning_rate=3e-5)  # task step 2: soft CE, best held-out kept
+    temperature: PositiveFloat = 1.0  # soft cross-entropy temperature of the prediction step
+    augment: TinyBertAugmentParams = TinyBertAugmentParams()
+
+
+class TheseusParams(_Section):
+    """``theseus``: BERT-of-Theseus (stage ``theseus@<task>``): successor modules replace groups of teacher layers."""
+
+    successor_layers: PositiveInt = 6  # the teacher's layer count must be a multiple
+    scheduler: Literal["linear", "constant"] = "linear"  # p = min(1, k t + b), or constant b
+    base_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.3  # b
+    rate_slope: Annotated[float, Field(ge=0.0)] = 6e-4  # k, per optimizer step (linear scheduler)
+    compress: MethodTraining = MethodTraining(learning_rate=2e-5)  # mixed predecessor/successor training
+    finetune: MethodTraining = MethodTraining(learning_rate=2e-5)  # successor-only fine-tuning
+
+
+class DynaBertParams(_Section):
+    """``dynabert``: DynaBERT (stage ``dynabert@<task>``): one model with a grid of (width, depth) sub-networks."""
+
+    widths: Annotated[list[Annotated[float, Field(gt=0.0, le=1.0)]], Field(min_length=1)] = [1.0, 0.75, 0.5, 0.25]
+    depths: Annotated[list[Annotated[float, Field(gt=0.0, le=1.0)]], Field(min_length=1)] = [1.0, 0.75, 0.5]
+    importance_examples: PositiveInt | None = None  # held-out rows scored for rewiring; null = all
+    width: MethodTraining = MethodTraining(learning_rate=2e-5)  # width-adaptive distillation
+    depth: MethodTraining = MethodTraining(learning_rate=2e-5)  # width- and depth-adaptive distillation
+    width_hidden_weight: Annotated[float, Field(ge=0.0)] = 0.1  # lambda2 of the width stage (logits: 1)
+    depth_hidden_weight: Annotated[float, Field(ge=0.0)] = 1.0  # lambda2 of the depth stage
+
+    @field_validator("widths", "depths")
+    @classmethod
+    def _full_included(cls, value: list[float]) -> list[float]:
+        if 1.0 not in value:
+            raise ValueError("must include 1.0 (the full model)")
+        if len(set(value)) != len(value):
+            raise ValueError("must not repeat")
+        return value
+
+
+class FastBertParams(_Section):
+    """``fastbert``: FastBERT (stage ``fastbert@<task>``): early-exit branches on the fine-tuned teacher."""
+
+    branch_width: PositiveInt = 128  # each branch: Linear(H, width) + 2-head self-attention + classifier
+    branch_heads: PositiveInt = 2
+    distill: MethodTraining = MethodTraining(learning_rate=2e-4, epochs=5.0)  # self-distillation, backbone frozen
+    speed: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1  # the headline exit threshold (normalised entropy)
+    speeds: Annotated[list[Annotated[float, Field(ge=0.0, le=1.0)]], Field(min_length=1)] = [
+        0.0,
+        0.1,
+        0.2,
+        0.3,
+        0.4,
+        0.5,
+        0.6,
+        0.7,
+        0.8,
+        0.9,
+    ]  # thresholds evaluated and timed (the speed-accuracy curve)
+    latency_rows: PositiveInt = 64  # dev rows timed at batch 1 per threshold (batch 32: the first 2 x 32 rows)
+
+
+MethodName = Literal["efficientbert", "tinybert", "theseus", "dynabert", "fastbert"]
+METHODS: tuple[str, ...] = get_args(MethodName)
+"""The compression methods effbert runs side by side (``methods`` in params)."""
+
+METHOD_MODELS = {
+    "efficientbert": "student",
+    "tinybert": "tinybert",
+    "theseus": "theseus",
+    "dynabert": "dynabert",
+    "fastbert": "fastbert",
+}
+"""Each method's final students: ``results/models/<name>/<task>`` and ``evaluate@<name>-<task>``."""
+
+
+def method_tasks(method: str, tasks: Sequence[str]) -> list[str]:
+    """The tasks of ``tasks`` a method defines: DynaBERT has no span-QA recipe, FastBERT's exit rule (entropy of a
+    class distribution) needs a classification task; the others take every task."""
+    if method == "dynabert":
+        return [t for t in tasks if get_task(t).kind != "span"]
+    if method == "fastbert":
+        return [t for t in tasks if get_task(t).kind == "classification"]
+    return list(tasks)
+
+
 class LanasParams(_Section):
     """``search.lanas``: the learned action space (LaNAS-style tree of binary classifiers)."""
 
@@ -437,12 +572,17 @@ class Params(_Section):
     seed: NonNegInt = 42
     bf16: Literal["auto"] | bool = "auto"  # bf16 autocast, fp32 weights; auto = where the CPU/GPU has native bf16
     tasks: Annotated[list[str], Field(min_length=1)] = ["sst2", "mrpc", "squad_v1"]
+    methods: Annotated[list[MethodName], Field(min_length=1)] = list(METHODS)  # type: ignore[arg-type]
     data: DataParams = DataParams()
     finetune_teacher: FinetuneTeacherParams = FinetuneTeacherParams()
     student: StudentParams = StudentParams()
     warmup_kd: WarmupKDParams = WarmupKDParams()
     search: SearchParams = SearchParams()
     final_distill: FinalDistillParams = FinalDistillParams()
+    tinybert: TinyBertParams = TinyBertParams()
+    theseus: TheseusParams = TheseusParams()
+    dynabert: DynaBertParams = DynaBertParams()
+    fastbert: FastBertParams = FastBertParams()
     evaluate: EvaluateParams = EvaluateParams()
     latency: ProtocolLatencyParams = ProtocolLatencyParams()
     predict_test: PredictTestParams = PredictTestParams()
@@ -459,6 +599,23 @@ class Params(_Section):
         if len(set(value)) != len(value):
             raise ValueError("tasks must not repeat")
         return value
+
+    @field_validator("methods")
+    @classmethod
+    def _check_methods(cls, value: list[str]) -> list[str]:
+        if "efficientbert" not in value:
+            raise ValueError("must include efficientbert (the method the pipeline searches; the others compare to it)")
+        if len(set(value)) != len(value):
+            raise ValueError("methods must not repeat")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_derived(cls, data: Any) -> Any:
+        """The workspace params.yaml spells out ``dag`` (derived, see :attr:`dag`); it is never read back."""
+        if isinstance(data, dict) and "dag" in data:
+            return {k: v for k, v in data.items() if k != "dag"}
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -495,6 +652,31 @@ class Params(_Section):
                 f"report.bert_base_batch_sizes {extra} must be among latency.batch_sizes {self.latency.batch_sizes}"
             )
         return self
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def dag(self) -> dict[str, Any]:
+        """What the DAG's ``foreach`` stages iterate over, derived from ``methods`` and ``tasks`` (written into the
+        workspace params.yaml for DVC; a stage group with an empty list has no stage): per compared method its
+        tasks (`method_tasks`), TinyBERT's general distillation and augmented tasks, and every evaluation
+        ``<model>-<task>`` -> ``{model, task}``."""
+        on = set(self.methods)
+        per_method = {m: method_tasks(m, self.tasks) if m in on else [] for m in METHODS if m != "efficientbert"}
+        augmented = [t for t in per_method["tinybert"] if t in self.tinybert.augment.tasks]
+        evaluations = {
+            f"{model}-{task}": {"model": model, "task": task} for model in ("teacher", "student") for task in self.tasks
+        }
+        for method, tasks in per_method.items():
+            evaluations.update(
+                {f"{METHOD_MODELS[method]}-{t}": {"model": METHOD_MODELS[method], "task": t} for t in tasks}
+            )
+        return {
+            **per_method,
+            "tinybert_general": ["corpus"] if "tinybert" in on else [],
+            "tinybert_plain": [t for t in per_method["tinybert"] if t not in augmented],
+            "tinybert_augmented": augmented,
+            "evaluations": evaluations,
+        }
 
     @property
     def proxy_task(self) -> str:

@@ -21,7 +21,36 @@ def test_profiles_are_complete_and_valid(path: Path) -> None:
     # complete: every key of the schema is spelled out (an unset search.proxy_task is filled in from tasks)
     if raw["search"]["proxy_task"] is None:
         raw["search"]["proxy_task"] = validated.proxy_task
-    assert raw == validated.model_dump(mode="json")
+    assert raw == validated.model_dump(mode="json", exclude={"dag"})  # dag: derived, written to params.yaml only
+
+
+def test_dag_lists_follow_methods_and_tasks() -> None:
+    """`dag` (what dvc.yaml's foreach stages iterate over) follows `methods` and `tasks`: DynaBERT skips span QA,
+    FastBERT keeps classification only, TinyBERT's tasks split by augmentation, a method left out has no stage."""
+    raw = params.read_yaml(ROOT / "params" / "smoke.yaml")
+    raw["tasks"] = ["sst2", "stsb", "squad_v1"]
+    raw["tinybert"]["augment"]["tasks"] = ["stsb"]
+    dag = params.validate(raw).dag
+    assert dag["dynabert"] == ["sst2", "stsb"] and dag["fastbert"] == ["sst2"]
+    assert dag["tinybert_plain"] == ["sst2", "squad_v1"] and dag["tinybert_augmented"] == ["stsb"]
+    assert "fastbert-sst2" in dag["evaluations"] and "fastbert-stsb" not in dag["evaluations"]
+    assert dag["evaluations"]["theseus-squad_v1"] == {"model": "theseus", "task": "squad_v1"}
+    raw["methods"] = ["efficientbert", "theseus"]
+    dag = params.validate(raw).dag
+    assert dag["tinybert_general"] == [] and dag["dynabert"] == [] and dag["theseus"] == ["sst2", "stsb", "squad_v1"]
+    assert sorted({e["model"] for e in dag["evaluations"].values()}) == ["student", "teacher", "theseus"]
+    # the workspace file spells dag out; reading it back ignores it (derived, never an input)
+    assert params.validate({**raw, "dag": {"anything": 1}}).dag == dag
+
+
+def test_methods_must_include_efficientbert() -> None:
+    raw = params.read_yaml(ROOT / "params" / "smoke.yaml")
+    raw["methods"] = ["tinybert"]
+    with pytest.raises(params.ParamsError, match="methods: must include efficientbert"):
+        params.validate(raw, "p.yaml")
+    raw["methods"] = ["efficientbert", "bert"]
+    with pytest.raises(params.ParamsError, match="methods.1"):
+        params.validate(raw, "p.yaml")
 
 
 def test_unset_proxy_task_is_the_first_sentence_task(tmp_path: Path) -> None:
