@@ -205,8 +205,9 @@ def card_facts(
     onnx: OnnxFacts | None = None,
     registry: RegistryFacts | None = None,
     notes: tuple[str, ...] = (),
+    method: str = "efficientbert",
 ) -> ModelCardFacts:
-    """Gather the facts of a student's model card.
+    """Gather the facts of a student's model card (an EfficientBERT student, or a compared method's model).
 
     Args:
         params: the run's params.
@@ -220,6 +221,7 @@ def card_facts(
         onnx: the ONNX export, when there is one.
         registry: the registry entry, when there is one.
         notes: sentences added under the metrics.
+        method: the compression method that made the model (`effbert.params.METHODS`).
 
     Returns:
         The facts.
@@ -227,27 +229,41 @@ def card_facts(
     Raises:
         EffbertError: the model is not an EffBert student, or an input file is missing or invalid.
     """
+    from effbert.measure.size import model_params
     from effbert.methods.efficientbert.architecture import ARCHITECTURE_FILE, Architecture
+    from effbert.methods.efficientbert.modeling_effbert import EffBertPreTrainedModel
     from effbert.methods.efficientbert.supernet import param_count
 
     spec = get_task(task)
-    require_student(model, model_dir, task)
+    if method == "efficientbert":
+        require_student(model, model_dir, task)
     config = model.config
-    arch_file = model_dir / ARCHITECTURE_FILE
-    name = Architecture.load(arch_file).name if arch_file.is_file() else "config"
+    architecture = None
+    if isinstance(model, EffBertPreTrainedModel):
+        arch_file = model_dir / ARCHITECTURE_FILE
+        name = Architecture.load(arch_file).name if arch_file.is_file() else "config"
+        architecture = config.architecture(name)
+        with_embeddings, without = param_count(model), param_count(model, include_embeddings=False)
+    else:  # a BERT-family model of a compared method: the encoder in the paper's convention (no pooler or head)
+        encoder = model.base_model
+        with_embeddings = model_params(encoder)
+        embeddings = sum(p.numel() for n, p in encoder.named_parameters() if n.split(".")[0] == "embeddings")
+        without = with_embeddings - embeddings
     return ModelCardFacts(
-        name=registered_name(params, task),
+        name=registered_name(params, task)
+        if method == "efficientbert"
+        else f"{params.export.registry_prefix}-{method}-{task}",
         task=task,
         model_class=type(model).__name__,
-        architecture=config.architecture(name),
+        architecture=architecture,
         num_heads=config.num_attention_heads,
-        embedding_size=config.embedding_size,
+        embedding_size=getattr(config, "embedding_size", config.hidden_size),
         vocab_size=config.vocab_size,
         max_position_embeddings=config.max_position_embeddings,
         type_vocab_size=config.type_vocab_size,
         labels=tuple(spec.labels),
-        params_with_embeddings=param_count(model),
-        params_without_embeddings=param_count(model, include_embeddings=False),
+        params_with_embeddings=with_embeddings,
+        params_without_embeddings=without,
         params_total=sum(p.numel() for p in model.parameters()),
         teacher=_teacher_facts(params, teacher_dir),
         data=data_facts(params, spec, data_dir),
@@ -256,6 +272,10 @@ def card_facts(
         onnx=onnx,
         registry=registry,
         notes=notes,
+        method=method,
+        num_layers=config.num_hidden_layers,
+        hidden_size=config.hidden_size,
+        intermediate_size=getattr(config, "intermediate_size", None),
     )
 
 
@@ -270,8 +290,11 @@ def write_initial_card(
     metrics: Mapping[str, Any],
     history: Any,
     stage: tracking.StageRun,
+    trained_by: str = "final_distill",
+    notes: tuple[str, ...] | None = None,
 ) -> Path:
-    """Write the first model card of a freshly distilled task student (``final_distill@<task>``).
+    """Write the first model card of a freshly distilled task student (``final_distill@<task>``, or the stage
+    ``trained_by`` of a compared method).
 
     Its metrics are the held-out selection figures, labelled as such; the dev metrics, the ONNX export and the
     registry entry are added by the full card of ``export@<task>``.
@@ -286,6 +309,8 @@ def write_initial_card(
         metrics: the distillation's figures (``best_heldout_score``, ``best_checkpoint_step``).
         history: the Trainer's log history (DataFrame) or None.
         stage: the distillation's MLflow run.
+        trained_by: the stage family that trained the model (its run is named ``<trained_by>@<task>``).
+        notes: the card's closing notes; None = where the export stage's full card is (EfficientBERT's students).
 
     Returns:
         The card's path.
@@ -298,7 +323,7 @@ def write_initial_card(
     lineage = LineageFacts(
         git_commit=tracking.git_commit(),
         code_digest=tracking.code_digest(),
-        runs=((f"final_distill@{task} (trained this model)", stage.run_id),),
+        runs=((f"{trained_by}@{task} (trained this model)", stage.run_id),),
         upstream_run_ids=tuple(stage.upstream),
     )
     facts = card_facts(
@@ -310,7 +335,10 @@ def write_initial_card(
         metrics=heldout_metric_rows(spec, metrics, history, data),
         lineage=lineage,
         teacher_dir=teacher_dir,
-        notes=(
+        method="efficientbert" if trained_by == "final_distill" else trained_by,
+        notes=notes
+        if notes is not None
+        else (
             f"Dev-set metrics, the ONNX export and the registry entry are in the card that stage `export@{task}` "
             "writes (`effbert export`).",
         ),

@@ -227,12 +227,16 @@ class ModelCardFacts:
         onnx: the ONNX export, None before there is one.
         registry: the registry entry, None before there is one.
         notes: extra sentences for the metrics section (e.g. where the dev metrics are).
+        method: the compression method that made the model (``efficientbert``, ``tinybert``, ...).
+        num_layers: transformer layers.
+        hidden_size: hidden size H.
+        intermediate_size: feed-forward width of a BERT-family model (None for an EffBert student).
     """
 
     name: str
     task: str
     model_class: str
-    architecture: Architecture
+    architecture: Architecture | None
     num_heads: int
     embedding_size: int
     vocab_size: int
@@ -249,6 +253,10 @@ class ModelCardFacts:
     onnx: OnnxFacts | None = None
     registry: RegistryFacts | None = None
     notes: tuple[str, ...] = field(default=())
+    method: str = "efficientbert"
+    num_layers: int = 0
+    hidden_size: int = 0
+    intermediate_size: int | None = None
 
 
 def dataset_name(spec: TaskSpec) -> str:
@@ -294,10 +302,34 @@ def _front_matter(facts: ModelCardFacts, spec: TaskSpec) -> str:
     return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=1000) + "---\n"
 
 
+METHOD_SUMMARIES = {
+    "tinybert": "TinyBERT (Jiao et al., 2020): a narrow BERT distilled task-agnostically from the pre-trained "
+    "teacher (embeddings, attention scores, hidden states), then on the task in two steps (intermediate layers, then "
+    "predictions with soft cross-entropy)",
+    "theseus": "BERT-of-Theseus (Xu et al., 2020): successor layers, each replacing a group of consecutive layers of "
+    "the fine-tuned teacher, trained by progressive module replacement on the task loss, then fine-tuned alone",
+    "dynabert": "DynaBERT (Hou et al., 2020): the fine-tuned teacher rewired by head and neuron importance and "
+    "distilled into one model whose width and depth sub-networks all work; this directory holds the full-size model "
+    "(`dynabert.json` lists the sub-network grid; `effbert dynabert-extract` writes one as its own model)",
+    "fastbert": "FastBERT (Liu et al., 2020): the fine-tuned teacher with a classifier after every layer, trained by "
+    "self-distillation from the final classifier; inference exits at the first layer whose prediction's normalised "
+    "entropy is under the `speed` threshold",
+}
+"""A compared method's model in one sentence (the card's "What it is")."""
+
+
 def _what_it_is(facts: ModelCardFacts, spec: TaskSpec) -> list[str]:
     kind = {"span": "extractive question answering", "regression": "sentence-pair regression"}.get(
         spec.kind, "sequence classification"
     )
+    if facts.method != "efficientbert":
+        return [
+            f"A {kind} model for {dataset_name(spec)} made by {METHOD_SUMMARIES.get(facts.method, facts.method)}; "
+            "re-implemented by effbert and trained from the same fine-tuned teacher and prepared data as the "
+            "EfficientBERT student it is compared with.",
+            "",
+            f"Class: `{facts.model_class}`; it loads through transformers' Auto classes once `effbert` is imported.",
+        ]
     return [
         f"A compact EfficientBERT student (Dong et al., 2021, re-implemented by effbert) for {kind} on "
         f"{dataset_name(spec)}: the transformer layers' feed-forward networks were found by EfficientBERT's "
@@ -310,8 +342,19 @@ def _what_it_is(facts: ModelCardFacts, spec: TaskSpec) -> list[str]:
     ]
 
 
+def _bert_architecture(facts: ModelCardFacts) -> list[str]:
+    return [
+        f"- {facts.num_layers} transformer layers, hidden size H = {facts.hidden_size}, {facts.num_heads} attention "
+        f"heads, feed-forward width {facts.intermediate_size} (BERT layers, post-LayerNorm).",
+        f"- Embedding: a {facts.vocab_size:,} x {facts.embedding_size} token table, learned position "
+        f"({facts.max_position_embeddings}) and segment ({facts.type_vocab_size}) embeddings and a LayerNorm.",
+    ]
+
+
 def _architecture(facts: ModelCardFacts, spec: TaskSpec) -> list[str]:
     arch = facts.architecture
+    if arch is None:
+        return _bert_architecture(facts)
     hidden = arch.hidden_size
     head_size = f" of size {hidden // facts.num_heads}" if hidden % facts.num_heads == 0 else ""
     if spec.is_squad:
@@ -555,7 +598,8 @@ def render_model_card(facts: ModelCardFacts) -> str:
         ("Limitations", _limitations(facts)),
         ("How to load", _how_to_load(facts, spec)),
     ]
-    parts = [_front_matter(facts, spec), f"# {facts.name}: EfficientBERT student for {dataset_name(spec)}", ""]
+    made_by = "EfficientBERT student" if facts.method == "efficientbert" else f"{facts.method} model"
+    parts = [_front_matter(facts, spec), f"# {facts.name}: {made_by} for {dataset_name(spec)}", ""]
     for title, lines in body:
         parts += [f"## {title}", "", *lines, ""]
     return "\n".join(parts)

@@ -3,6 +3,14 @@
 Output ``results/eval/<model>/<task>/``: ``metrics.json``, ``predictions.tsv`` (``index prediction label`` in
 dev-file row order; MNLI adds ``predictions_mm.tsv``) or ``predictions.json`` ({id: answer} for SQuAD), the log
 and ``lineage.json``. The work is `effbert.eval.evaluation.evaluate_dev`.
+
+Two compared methods give more than one model per directory, and their record says so:
+
+- a DynaBERT model (``dynabert.json`` beside it): ``grid`` holds every (width, depth) sub-network's metrics
+  (`effbert.methods.dynabert.evaluation.evaluate_grid`); the record's own metrics are the full-size model's;
+- a FastBERT model: ``sweep`` holds the metrics and mean exit layer at every ``fastbert.speeds`` threshold
+  (`effbert.methods.fastbert.evaluation.evaluate_sweep`); the record's own metrics are those at ``fastbert.speed``
+  (the predictions files are the full model's, every layer run).
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from effbert.runtime import load_params, params_option, resolve_bf16, stage_cont
 
 log = logging.getLogger(__name__)
 
-PARAMS = ("seed", "bf16", "evaluate")
+PARAMS = ("seed", "bf16", "evaluate", "fastbert.speed", "fastbert.speeds")
 """The params this stage reads (dvc.yaml lists the same keys; tests/test_code_deps.py checks it)."""
 
 
@@ -67,8 +75,39 @@ def evaluate(
     for name, text in evaluation.files.items():
         (out_dir / name).write_text(text, encoding="utf-8")
     record = {**evaluation.record(task, model_name), "bf16": bf16}
+    record.update(several_models(params, spec, model, tokenizer, model_dir, splits, bf16=bf16))
     if not spec.is_squad:
         record["majority"] = majority_baseline(spec, load_split(data_dir, "train")["label"], splits)
     write_json(out_dir / "metrics.json", record)
     log.info("%s on %s dev: %s", model_name, task, ", ".join(f"{k}={v:.4f}" for k, v in record["metrics"].items()))
     return record
+
+
+def several_models(
+    params: Params, spec: Any, model: Any, tokenizer: Any, model_dir: Path, splits: Any, *, bf16: bool
+) -> dict[str, Any]:
+    """The record's keys for a directory holding several models: DynaBERT's ``grid`` (the metrics stay the
+    full-size model's), FastBERT's ``sweep`` and, at ``fastbert.speed``, its ``metrics`` and ``score``; {} for a
+    plain model."""
+    from effbert.data.tasks import selection_score
+
+    if (model_dir / "dynabert.json").is_file():
+        from effbert.methods.dynabert.evaluation import evaluate_grid
+
+        return {"grid": evaluate_grid(model, tokenizer, spec, splits, params.evaluate, device(), bf16=bf16)}
+    if getattr(model.config, "model_type", "") == "effbert-fastbert":
+        from effbert.methods.fastbert.evaluation import evaluate_sweep
+
+        hp = params.fastbert
+        speeds = sorted({*hp.speeds, hp.speed})
+        sweep = evaluate_sweep(model, tokenizer, spec, splits, speeds, params.evaluate.batch_size, device(), bf16=bf16)
+        chosen = next(point for point in sweep if point["speed"] == hp.speed)
+        metrics = chosen["metrics"]
+        return {
+            "sweep": sweep,
+            "speed": hp.speed,
+            "metrics": metrics,
+            "score": selection_score(spec.name, metrics),
+            "predictions": "the full model's (every layer run)",
+        }
+    return {}
