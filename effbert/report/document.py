@@ -17,6 +17,7 @@ from effbert.report.sections.blocks import MODEL_NAMES, figure_src
 from effbert.report.sections.exports import export_section
 from effbert.report.sections.intro import intro_blocks
 from effbert.report.sections.lineage import lineage_section
+from effbert.report.sections.methods import figure_name, methods_section
 from effbert.report.sections.quality import quality_section
 from effbert.report.sections.search import search_section
 from effbert.report.sections.size_speed import size_speed_section
@@ -57,6 +58,10 @@ def _figures(params: Params, inputs: ReportInputs, quality_rows: list[dict[str, 
             images[figure_src(f"search_stage{stage['stage']}")] = stage["figure"]
     if inputs.quality is not None and inputs.quality_png is not None:
         images[figure_src("search_quality")] = inputs.quality_png
+    if inputs.comparison is not None and len(params.methods) > 1:
+        batch = int(inputs.comparison["protocol"]["batch_sizes"][0])
+        for task, rows in inputs.comparison["tasks"].items():
+            images[figure_src(figure_name(task))] = render.methods_figure(rows, task, batch)
     return images
 
 
@@ -68,6 +73,7 @@ def _raw_data(inputs: ReportInputs, entries: Sequence[paper.PaperEntry]) -> dict
         "search": [{k: v for k, v in s.items() if k != "figure"} for s in inputs.stages],
         "search_quality": inputs.quality,
         "export": inputs.exports,
+        "comparison": inputs.comparison,
         "predict_test": inputs.manifest,
         "lineage": inputs.lineage,
         "paper_entries": [e.id for e in entries],
@@ -98,6 +104,7 @@ def build_report(
         "sections": [
             quality_part,
             size_speed_section(measured, entries, params),
+            methods_section(inputs.comparison, params),
             search_section(params, inputs.stages, inputs.quality, figure_src("search_quality") in images),
             export_section(inputs.exports, inputs.manifest),
             lineage_section(inputs.lineage),

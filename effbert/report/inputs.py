@@ -112,6 +112,7 @@ class ReportInputs:
         quality_png: ``search_quality``'s figure, or None.
         exports: from `collect_exports`.
         manifest: ``predict_test``'s ``manifest.json``, or None.
+        comparison: eval_summary's ``comparison.json`` (the methods compared), or None.
     """
 
     summary: Mapping[str, Any]
@@ -122,6 +123,7 @@ class ReportInputs:
     quality_png: bytes | None = None
     exports: Mapping[str, Any] = field(default_factory=dict)
     manifest: Mapping[str, Any] | None = None
+    comparison: Mapping[str, Any] | None = None
 
 
 def check_inputs(params: Params, paths: ReportPaths) -> None:
@@ -347,4 +349,5 @@ def collect(params: Params, paths: ReportPaths, bert_base: nn.Module | None = No
         quality_png=quality_png,
         exports=collect_exports(_optional_dir(paths.export), params.tasks),
         manifest=manifest,
+        comparison=_optional_json(paths.eval_summary, "comparison.json", "eval_summary output"),
     )

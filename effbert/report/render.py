@@ -523,3 +523,64 @@ __all__ = [
     "render_markdown",
     "table_summaries",
 ]
+
+
+METHOD_STYLES = {
+    "teacher": ("#8c959f", "s"),
+    "efficientbert": ("#cf222e", "*"),
+    "tinybert": ("#2f81f7", "o"),
+    "theseus": ("#1a7f37", "D"),
+    "dynabert": ("#9a6700", "^"),
+    "fastbert": ("#8250df", "v"),
+}
+"""Colour and marker of each method in the comparison figures."""
+
+
+def _front_line(ax: Any, points: Sequence[tuple[float, float]]) -> None:
+    """The Pareto front (cost up, score up) as a dashed step line through the given front points."""
+    ordered = sorted(points)
+    if len(ordered) > 1:
+        xs, ys = zip(*ordered, strict=True)
+        ax.step(xs, ys, where="post", color="black", linestyle="--", linewidth=0.8, label="Pareto front")
+
+
+def methods_figure(rows: Sequence[Mapping[str, Any]], task: str, batch_size: int) -> bytes:
+    """Dev score against latency at ``batch_size`` (log x) and against parameters, one colour per method; a method
+    with several models (DynaBERT's grid, FastBERT's thresholds) drawn as a curve; the Pareto front dashed.
+
+    Args:
+        rows: `effbert.report.comparison.task_table`'s rows of one task.
+        task: the task (the title).
+        batch_size: the latency's batch size (a ``latency_ms_b<B>`` key of the rows).
+
+    Raises:
+        EffbertError: no rows.
+    """
+    if not rows:
+        raise EffbertError(f"methods figure ({task}): no rows")
+    fig = _figure(10.0, 4.0)
+    axes = [
+        (fig.add_subplot(1, 2, 1), f"latency_ms_b{batch_size}", "pareto_latency", f"latency, batch {batch_size} (ms)"),
+        (fig.add_subplot(1, 2, 2), "params", "pareto_params", "parameters (M)"),
+    ]
+    for ax, key, front_key, label in axes:
+        scale = 1e6 if key == "params" else 1.0
+        for method in dict.fromkeys(str(r["method"]) for r in rows):
+            mine = [r for r in rows if r["method"] == method and r.get(key) is not None]
+            points = sorted((float(r[key]) / scale, float(r["score"])) for r in mine)
+            if not points:
+                continue
+            color, marker = METHOD_STYLES.get(method, ("#57606a", "x"))
+            xs, ys = zip(*points, strict=True)
+            name = str(mine[0].get("method_label", method))
+            ax.plot(xs, ys, marker=marker, color=color, linestyle="-" if len(points) > 1 else "", label=name)
+        front = [(float(r[key]) / scale, float(r["score"])) for r in rows if r.get(front_key) and r.get(key)]
+        _front_line(ax, front)
+        ax.set_xscale("log")
+        ax.set_xlabel(label + ", log scale")
+        ax.set_ylabel("dev score")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"{task}: methods compared on one teacher, one data set, one latency protocol", fontsize=10)
+    fig.tight_layout()
+    return _png(fig)

@@ -1,8 +1,10 @@
 """Stage ``eval_summary``: every ``results/eval/<model>/<task>/metrics.json`` in one table
-(`effbert.eval.summary`).
+(`effbert.eval.summary`), and the comparison of the compression methods (`effbert.report.comparison`).
 
 Output ``results/eval_summary/``: ``summary.csv`` (one row per model and task), ``summary.json`` (nested
-``{model: {task: {metric: value}}}``, registered as DVC metrics) and ``summary.md`` (what ``effbert run`` prints).
+``{model: {task: {metric: value}}}``, registered as DVC metrics), ``summary.md`` (what ``effbert run`` prints),
+``comparison.json`` (per task: every method's models with shape, parameters, MACs, latency under the one protocol
+on this machine, dev score, share of the teacher's and Pareto flags) and ``comparison.md`` (its tables).
 """
 
 from __future__ import annotations
@@ -18,22 +20,39 @@ from effbert.runtime import load_params, params_option, read_json, stage_context
 
 log = logging.getLogger(__name__)
 
-PARAMS = ("tasks",)
+PARAMS = (
+    "tasks",
+    "methods",
+    "latency",
+    "report.macs_seq_len",
+    "fastbert.speeds",
+    "fastbert.latency_rows",
+)
 """The params this stage reads (dvc.yaml lists the same keys; tests/test_code_deps.py checks it)."""
 
 
 @click.command("eval-summary")
 @click.option("--eval-dir", default="results/eval", show_default=True, type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--results",
+    "results_dir",
+    default="results",
+    show_default=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="The results folder: its models/ and prepare_data/ for the comparison of the methods.",
+)
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False))
 @params_option
-def command(eval_dir: str, out: str, params_file: str) -> None:
-    """Collect every results/eval/<model>/<task>/metrics.json into one table (CSV, JSON, Markdown)."""
+def command(eval_dir: str, results_dir: str, out: str, params_file: str) -> None:
+    """Collect every results/eval/<model>/<task>/metrics.json into one table (CSV, JSON, Markdown) and compare the
+    methods' models (size, MACs, latency, dev score)."""
     params = load_params(params_file)
     with stage_context("eval_summary", "eval_summary", params, PARAMS, [Path(out)]) as (run, (tmp,)):
         for metrics_dir in sorted(Path(eval_dir).glob("*/*")):
             if metrics_dir.is_dir():
                 run.consume(metrics_dir, f"eval/{metrics_dir.parent.name}/{metrics_dir.name}", context="metrics")
         table = summarize(Path(eval_dir), tmp)
+        compare_methods(params, Path(results_dir), Path(eval_dir), tmp)
         for row in table.to_dict("records"):
             run.log_metrics(
                 {f"{row['model']}/{row['task']}/{k}": v for k, v in row.items() if k not in ("model", "task")}
@@ -55,3 +74,15 @@ def summarize(eval_dir: Path, out_dir: Path) -> Any:
     (out_dir / "summary.md").write_text(markdown, encoding="utf-8")
     log.info("dev metrics (ours, %s rows):\n%s", int(table["rows"].sum()), markdown)
     return table
+
+
+def compare_methods(params: Any, results: Path, eval_dir: Path, out_dir: Path) -> dict[str, Any]:
+    """Write ``comparison.json`` and ``comparison.md``: every method's models measured side by side."""
+    from effbert.report.comparison import compare, comparison_markdown
+
+    comparison = compare(params, results, eval_dir, lambda path, what: read_json(path, what))
+    write_json(out_dir / "comparison.json", comparison)
+    markdown = comparison_markdown(comparison)
+    (out_dir / "comparison.md").write_text(markdown, encoding="utf-8")
+    log.info("the methods compared:\n%s", markdown)
+    return comparison

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 PARAMS = (
     "tasks",
+    "methods",
     "latency",
     "report",
     "data.glue_dir",
