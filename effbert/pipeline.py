@@ -190,6 +190,9 @@ def run(
     summary = root / "results" / "eval_summary" / "summary.md"
     if summary.is_file():
         print("\nDev metrics (ours; see results/eval_summary/):\n" + summary.read_text(encoding="utf-8"))
+    comparison = root / "results" / "eval_summary" / "comparison.md"
+    if comparison.is_file():
+        print("\nThe methods compared (results/eval_summary/comparison.md):\n" + comparison.read_text(encoding="utf-8"))
     report = root / "results" / "report" / "report.html"
     if report.is_file():  # last line of `make demo`: the report opens offline in any browser
         print(f"Report: {report} (Markdown: {report.with_suffix('.md')})")

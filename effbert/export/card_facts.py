@@ -37,6 +37,7 @@ __all__ = [
     "card_facts",
     "data_facts",
     "dev_metric_rows",
+    "encoder_counts",
     "export_lineage",
     "heldout_metric_rows",
     "registered_name",
@@ -192,6 +193,20 @@ def export_lineage(task: str, model_dir: Path, stage: tracking.StageRun) -> Line
     )
 
 
+def encoder_counts(model: Any) -> tuple[int, int]:
+    """A task model's encoder parameters with and without the embedding block, in the paper's convention (no
+    pooler, no task head): an EffBert student's, or a BERT-family model's of a compared method."""
+    from effbert.measure.size import model_params
+    from effbert.methods.efficientbert.modeling_effbert import EffBertPreTrainedModel
+    from effbert.methods.efficientbert.supernet import param_count
+
+    if isinstance(model, EffBertPreTrainedModel):
+        return param_count(model), param_count(model, include_embeddings=False)
+    encoder = model.base_model
+    embeddings = sum(p.numel() for n, p in encoder.named_parameters() if n.split(".")[0] == "embeddings")
+    return model_params(encoder), model_params(encoder) - embeddings
+
+
 def card_facts(
     params: Params,
     task: str,
@@ -229,26 +244,18 @@ def card_facts(
     Raises:
         EffbertError: the model is not an EffBert student, or an input file is missing or invalid.
     """
-    from effbert.measure.size import model_params
     from effbert.methods.efficientbert.architecture import ARCHITECTURE_FILE, Architecture
     from effbert.methods.efficientbert.modeling_effbert import EffBertPreTrainedModel
-    from effbert.methods.efficientbert.supernet import param_count
 
     spec = get_task(task)
     if method == "efficientbert":
         require_student(model, model_dir, task)
     config = model.config
-    architecture = None
+    architecture, (with_embeddings, without) = None, encoder_counts(model)
     if isinstance(model, EffBertPreTrainedModel):
         arch_file = model_dir / ARCHITECTURE_FILE
         name = Architecture.load(arch_file).name if arch_file.is_file() else "config"
         architecture = config.architecture(name)
-        with_embeddings, without = param_count(model), param_count(model, include_embeddings=False)
-    else:  # a BERT-family model of a compared method: the encoder in the paper's convention (no pooler or head)
-        encoder = model.base_model
-        with_embeddings = model_params(encoder)
-        embeddings = sum(p.numel() for n, p in encoder.named_parameters() if n.split(".")[0] == "embeddings")
-        without = with_embeddings - embeddings
     return ModelCardFacts(
         name=registered_name(params, task)
         if method == "efficientbert"
