@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "tinybert-general": "effbert.stages.tinybert.tinybert:general_command",
     "tinybert-augment": "effbert.stages.tinybert.tinybert:augment_command",
     "tinybert": "effbert.stages.tinybert.tinybert:task_command",
+    "dynabert": "effbert.stages.dynabert.dynabert:command",
     "evaluate": "effbert.stages.evaluate:command",
     "eval-summary": "effbert.stages.eval_summary:command",
     "predict-test": "effbert.stages.predict_test:command",
@@ -47,6 +48,7 @@ COMMANDS: dict[str, str] = {
     "bench": "effbert.commands:bench_command",
     "init-student": "effbert.commands:init_student_command",
     "code-deps": "effbert.commands:code_deps_command",
+    "dynabert-extract": "effbert.stages.dynabert.extract:command",
 }
 """Subcommand -> ``module:attribute`` of its click command."""
 

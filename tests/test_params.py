@@ -49,7 +49,7 @@ def test_methods_must_include_efficientbert() -> None:
     with pytest.raises(params.ParamsError, match="methods: must include efficientbert"):
         params.validate(raw, "p.yaml")
     raw["methods"] = ["efficientbert", "bert"]
-    with pytest.raises(params.ParamsError, match="methods.1"):
+    with pytest.raises(params.ParamsError, match=r"methods\.1"):
         params.validate(raw, "p.yaml")
 
 

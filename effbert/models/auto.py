@@ -21,6 +21,8 @@ from effbert.models.teacher import DIST_PREFIX, resolve_source
 def register_students() -> None:
     """Register every student model family with transformers' Auto classes (idempotent)."""
     import effbert.methods.efficientbert.modeling_effbert  # noqa: F401  (registers "effbert" on import)
+    from effbert.methods.dynabert import modeling as dynabert_modeling  # noqa: F401  (registers "effbert-dynabert")
+    from effbert.methods.fastbert import modeling_fastbert  # noqa: F401  (registers "effbert-fastbert" on import)
 
 
 def load_task_model(model_dir: str, spec: TaskSpec) -> Any:

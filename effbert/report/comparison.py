@@ -90,11 +90,11 @@ def encoder_of_candidate(candidate: Candidate) -> Any:
 
     if candidate.method != "dynabert":
         return load_encoder(str(candidate.model_dir))
-    from effbert.methods.dynabert.subnetworks import extract
+    from effbert.methods.dynabert.evaluation import compact_subnetwork
     from effbert.models.auto import load_task_model
 
     model = load_task_model(str(candidate.model_dir), get_task(candidate.task))
-    return extract(model, candidate.width, candidate.depth).base_model
+    return compact_subnetwork(model, candidate.width, candidate.depth).base_model
 
 
 def shape_text(encoder: Any) -> str:
