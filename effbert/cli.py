@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "tinybert-augment": "effbert.stages.tinybert.tinybert:augment_command",
     "tinybert": "effbert.stages.tinybert.tinybert:task_command",
     "dynabert": "effbert.stages.dynabert.dynabert:command",
+    "fastbert": "effbert.stages.fastbert.fastbert:command",
     "evaluate": "effbert.stages.evaluate:command",
     "eval-summary": "effbert.stages.eval_summary:command",
     "predict-test": "effbert.stages.predict_test:command",

@@ -6,6 +6,10 @@ states, and fits every branch to the head's prediction. `FastBertModel.exit_forw
 and stops a sample at the first branch whose normalised entropy is at most ``speed``. Two batch rules:
 ``"batch"`` (the paper's: a batch goes on while any of its samples has not exited, so every sample pays for the
 slowest) and ``"sample"`` (exited rows leave the batch; the remaining rows run on).
+
+The exit loop (:func:`early_exit`), the branches' forward (:func:`branch_predictions`) and the teacher's head
+(:func:`sequence_head`) are functions of any BERT-family sequence classifier and its branches, so the saved model
+(`effbert.methods.fastbert.modeling_fastbert`) runs exactly the code the training wrapper runs.
 """
 
 from __future__ import annotations
@@ -26,8 +30,13 @@ __all__ = [
     "ExitResult",
     "FastBertModel",
     "SweepPoint",
+    "branch_predictions",
+    "early_exit",
+    "make_branches",
     "normalised_entropy",
+    "require_classifier",
     "self_distillation_loss",
+    "sequence_head",
     "sweep",
 ]
 
@@ -49,6 +58,17 @@ def self_distillation_loss(branch_logits: list[Tensor], teacher_logits: Tensor) 
         ),
         torch.zeros((), device=teacher_logits.device),
     )
+
+
+def require_classifier(config: Any) -> None:
+    """Raise ValueError unless ``config`` is a classifier's (the exit rule is an entropy over >= 2 classes)."""
+    if getattr(config, "problem_type", None) == "regression" or config.num_labels < 2:
+        raise ValueError("FastBERT's exit rule needs a classifier (normalised entropy over >= 2 classes)")
+
+
+def make_branches(hidden_size: int, num_labels: int, layers: int, width: int, heads: int) -> nn.ModuleList:
+    """The branches of a ``layers``-layer backbone: one :class:`BranchClassifier` after every layer but the last."""
+    return nn.ModuleList(BranchClassifier(hidden_size, num_labels, width, heads) for _ in range(layers - 1))
 
 
 class BranchClassifier(nn.Module):
@@ -106,14 +126,11 @@ class FastBertModel(FrozenParts):
     def __init__(self, teacher: Any, width: int = 128, heads: int = 2) -> None:
         super().__init__()
         config = teacher.config
-        if getattr(config, "problem_type", None) == "regression" or config.num_labels < 2:
-            raise ValueError("FastBERT's exit rule needs a classifier (normalised entropy over >= 2 classes)")
+        require_classifier(config)
         self.teacher = freeze(teacher)
         self.config = config
         layers = len(encoder_of(teacher).layer)
-        self.branches = nn.ModuleList(
-            BranchClassifier(config.hidden_size, config.num_labels, width, heads) for _ in range(layers - 1)
-        )
+        self.branches = make_branches(config.hidden_size, config.num_labels, layers, width, heads)
         self.train(False)
 
     def forward(
@@ -136,12 +153,10 @@ class FastBertModel(FrozenParts):
                 token_type_ids=token_type_ids,
                 output_hidden_states=True,
             )
-        hidden = out.hidden_states[1:-1]  # after layers 1 .. L-1 (index 0 is the embeddings)
-        branch_logits = [branch(h, attention_mask) for branch, h in zip(self.branches, hidden, strict=True)]
+        branch_logits = branch_predictions(self.branches, out.hidden_states, attention_mask)
         loss = self_distillation_loss(branch_logits, out.logits)
         return {"loss": loss, "logits": out.logits, "branch_logits": torch.stack(branch_logits)}
 
-    @torch.no_grad()
     def exit_forward(
         self,
         input_ids: Tensor,
@@ -150,52 +165,85 @@ class FastBertModel(FrozenParts):
         speed: float = 0.0,
         rule: Literal["batch", "sample"] = "batch",
     ) -> ExitResult:
-        """Early-exit inference: a row exits after the first layer whose branch's normalised entropy is <= ``speed``
-        (``speed`` 0: no branch is ever sure enough, every row takes the teacher's head; 1: every row exits after
-        layer 1); rows that never exit take the teacher's head after the last layer.
+        """Early-exit inference (:func:`early_exit` of the teacher and the branches): a row exits after the first
+        layer whose branch's normalised entropy is <= ``speed`` (``speed`` 0: no branch is ever sure enough, every
+        row takes the teacher's head; 1: every row exits after layer 1); rows that never exit take the teacher's head
+        after the last layer.
 
         Args:
             rule: ``"batch"``: the batch runs until its last row exits (rows that exited early keep their early
                 prediction); ``"sample"``: exited rows leave the batch.
         """
-        from transformers.masking_utils import create_bidirectional_mask
+        return early_exit(self.teacher, self.branches, input_ids, attention_mask, token_type_ids, speed, rule)
 
-        bert = self.teacher.base_model
-        layers = encoder_of(self.teacher).layer
-        hidden = bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
-        mask_2d = attention_mask if attention_mask is not None else torch.ones(input_ids.shape, dtype=torch.long)
-        mask_2d = mask_2d.to(hidden.device)
-        rows = torch.arange(hidden.shape[0], device=hidden.device)  # the original index of each running row
-        logits = torch.zeros(hidden.shape[0], self.config.num_labels, device=hidden.device)
-        exit_layers = torch.full((hidden.shape[0],), len(layers), dtype=torch.long, device=hidden.device)
-        done = torch.zeros(hidden.shape[0], dtype=torch.bool, device=hidden.device)
-        layers_run = 0
-        for depth, layer in enumerate(layers, start=1):
-            mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden, attention_mask=mask_2d)
-            hidden = layer(hidden, mask)
-            layers_run = depth
-            if depth == len(layers):
-                break
-            branch = self.branches[depth - 1](hidden, mask_2d)
-            exits = (normalised_entropy(branch) <= speed) & ~done[rows]
-            logits[rows[exits]] = branch[exits].float()
-            exit_layers[rows[exits]] = depth
-            done[rows[exits]] = True
-            if bool(done.all()):
-                return ExitResult(logits, exit_layers, layers_run)
-            if rule == "sample":
-                keep = ~done[rows]
-                rows, hidden, mask_2d = rows[keep], hidden[keep], mask_2d[keep]
-        final = self._head(hidden)
-        remaining = ~done[rows]
-        logits[rows[remaining]] = final[remaining].float()
-        return ExitResult(logits, exit_layers, layers_run)
 
-    def _head(self, sequence_output: Tensor) -> Tensor:
-        """The teacher's own head (pooler, dropout, classifier) on the last layer's output."""
-        bert = self.teacher.base_model
-        pooled = bert.pooler(sequence_output) if bert.pooler is not None else sequence_output[:, 0]
-        return self.teacher.classifier(self.teacher.dropout(pooled))
+def branch_predictions(
+    branches: nn.ModuleList, hidden_states: tuple[Tensor, ...], attention_mask: Tensor | None
+) -> list[Tensor]:
+    """Each branch's logits on the hidden states after its layer (``hidden_states``: a forward's
+    ``output_hidden_states``, the embeddings first; the last layer's state feeds the head, not a branch)."""
+    hidden = hidden_states[1:-1]  # after layers 1 .. L-1 (index 0 is the embeddings)
+    return [branch(h, attention_mask) for branch, h in zip(branches, hidden, strict=True)]
+
+
+def sequence_head(model: Any, sequence_output: Tensor) -> Tensor:
+    """A BERT-family sequence classifier's own head (pooler, dropout, classifier) on the last layer's output."""
+    bert = model.base_model
+    pooled = bert.pooler(sequence_output) if bert.pooler is not None else sequence_output[:, 0]
+    return model.classifier(model.dropout(pooled))
+
+
+@torch.no_grad()
+def early_exit(
+    model: Any,
+    branches: nn.ModuleList,
+    input_ids: Tensor,
+    attention_mask: Tensor | None = None,
+    token_type_ids: Tensor | None = None,
+    speed: float = 0.0,
+    rule: Literal["batch", "sample"] = "batch",
+) -> ExitResult:
+    """Run ``model``'s layers one by one with ``branches[i]`` after layer ``i + 1``; a row exits at the first branch
+    whose normalised entropy is <= ``speed``, rows that never exit take ``model``'s head (:func:`sequence_head`).
+
+    Args:
+        model: a BERT-family sequence classifier (``base_model.embeddings``, ``encoder.layer``, ``dropout``,
+            ``classifier``).
+        branches: one branch per layer but the last.
+        rule: ``"batch"``: the batch runs until its last row exits (rows that exited early keep their early
+            prediction); ``"sample"``: exited rows leave the batch.
+    """
+    from transformers.masking_utils import create_bidirectional_mask
+
+    layers = encoder_of(model).layer
+    hidden = model.base_model.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+    mask_2d = attention_mask if attention_mask is not None else torch.ones(input_ids.shape, dtype=torch.long)
+    mask_2d = mask_2d.to(hidden.device)
+    rows = torch.arange(hidden.shape[0], device=hidden.device)  # the original index of each running row
+    logits = torch.zeros(hidden.shape[0], model.config.num_labels, device=hidden.device)
+    exit_layers = torch.full((hidden.shape[0],), len(layers), dtype=torch.long, device=hidden.device)
+    done = torch.zeros(hidden.shape[0], dtype=torch.bool, device=hidden.device)
+    layers_run = 0
+    for depth, layer in enumerate(layers, start=1):
+        mask = create_bidirectional_mask(config=model.config, inputs_embeds=hidden, attention_mask=mask_2d)
+        hidden = layer(hidden, mask)
+        layers_run = depth
+        if depth == len(layers):
+            break
+        branch = branches[depth - 1](hidden, mask_2d)
+        exits = (normalised_entropy(branch) <= speed) & ~done[rows]
+        logits[rows[exits]] = branch[exits].float()
+        exit_layers[rows[exits]] = depth
+        done[rows[exits]] = True
+        if bool(done.all()):
+            return ExitResult(logits, exit_layers, layers_run)
+        if rule == "sample":
+            keep = ~done[rows]
+            rows, hidden, mask_2d = rows[keep], hidden[keep], mask_2d[keep]
+    final = sequence_head(model, hidden)
+    remaining = ~done[rows]
+    logits[rows[remaining]] = final[remaining].float()
+    return ExitResult(logits, exit_layers, layers_run)
 
 
 @dataclass(frozen=True)
