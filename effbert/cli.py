@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "tinybert-general": "effbert.stages.tinybert.tinybert:general_command",
     "tinybert-augment": "effbert.stages.tinybert.tinybert:augment_command",
     "tinybert": "effbert.stages.tinybert.tinybert:task_command",
+    "theseus": "effbert.stages.theseus.theseus:command",
     "dynabert": "effbert.stages.dynabert.dynabert:command",
     "fastbert": "effbert.stages.fastbert.fastbert:command",
     "evaluate": "effbert.stages.evaluate:command",

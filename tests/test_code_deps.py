@@ -33,7 +33,8 @@ def test_every_stage_depends_on_its_command_code_digest(stages: list[dag.StageSp
         assert not [d for d in stage.deps if d.startswith("effbert")], stage.name  # no hand-kept file lists
         assert [d for d in stage.deps if d.startswith("results/code/")] == [f"results/code/{_command(stage)}.json"]
     commands = {_command(stage) for stage in stages if stage is not digest_stage}
-    assert set(code_deps.pipeline_commands(ROOT)) == commands
+    # every command of dvc.yaml runs in the workspace profile (demo) but TinyBERT's augmentation, off there
+    assert set(code_deps.pipeline_commands(ROOT)) - commands == {"tinybert-augment"}
 
 
 def test_code_digest_hashes_the_import_closure() -> None:

@@ -293,7 +293,7 @@ def _front_matter(facts: ModelCardFacts, spec: TaskSpec) -> str:
         "library_name": "transformers",
         "pipeline_tag": _pipeline_tag(spec),
         "language": ["en"],
-        "tags": list(TAGS),
+        "tags": list(TAGS) if facts.method == "efficientbert" else ["effbert", facts.method, "compression-baseline"],
         "datasets": [hub_dataset],
         "metrics": list(spec.metrics),
         "teacher": facts.teacher.pretrained_source,

@@ -179,7 +179,7 @@ def fastbert_rows(params: Params, candidate: Candidate, data_dir: Path) -> list[
                 "params": size["params"],
                 "params_without_embeddings": size["params_without_embeddings"],
                 "macs": int(size["macs"] * run / layers),  # the layers run, in expectation (branches not counted)
-                **{f"latency_ms_b{b}": timed[b]["mean_ms"] for b in timed},
+                **{f"latency_ms_b{b}": timed[b]["median_ms"] for b in timed},
                 "score": selection_score(candidate.task, point["metrics"]),
                 "mean_exit_layer": point.get("mean_exit_layer"),
             }

@@ -1,0 +1,1 @@
+"""BERT-of-Theseus's stage recipe: ``theseus@<task>``. The method's library is `effbert.methods.theseus`."""
