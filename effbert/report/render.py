@@ -536,6 +536,13 @@ METHOD_STYLES = {
 """Colour and marker of each method in the comparison figures."""
 
 
+def _plain_ticks() -> Any:
+    """Tick labels as plain numbers (2, 5, 10) on a log axis, not powers of ten."""
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda value, _: f"{value:g}")
+
+
 def _front_line(ax: Any, points: Sequence[tuple[float, float]]) -> None:
     """The Pareto front (cost up, score up) as a dashed step line through the given front points."""
     ordered = sorted(points)
@@ -556,6 +563,8 @@ def methods_figure(rows: Sequence[Mapping[str, Any]], task: str, batch_size: int
     Raises:
         EffbertError: no rows.
     """
+    from effbert.report.comparison import pareto_front
+
     if not rows:
         raise EffbertError(f"methods figure ({task}): no rows")
     fig = _figure(10.0, 4.0)
@@ -571,12 +580,19 @@ def methods_figure(rows: Sequence[Mapping[str, Any]], task: str, batch_size: int
             if not points:
                 continue
             color, marker = METHOD_STYLES.get(method, ("#57606a", "x"))
-            xs, ys = zip(*points, strict=True)
             name = str(mine[0].get("method_label", method))
-            ax.plot(xs, ys, marker=marker, color=color, linestyle="-" if len(points) > 1 else "", label=name)
+            top = 5 if method == "efficientbert" else 3
+            xs, ys = zip(*points, strict=True)
+            ax.scatter(xs, ys, marker=marker, color=color, label=name, zorder=top, s=60 if top == 5 else 30)
+            if len(points) > 1:  # a grid or a sweep: the method's own best trade-offs as its curve
+                own = [pt for pt, on in zip(points, pareto_front(points), strict=True) if on]
+                ax.plot(*zip(*own, strict=True), color=color, linewidth=1.2, zorder=2)
         front = [(float(r[key]) / scale, float(r["score"])) for r in rows if r.get(front_key) and r.get(key)]
         _front_line(ax, front)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(_plain_ticks())
+        ax.xaxis.set_minor_formatter(_plain_ticks())
+        ax.tick_params(axis="x", which="minor", labelsize=7)
         ax.set_xlabel(label + ", log scale")
         ax.set_ylabel("dev score")
         ax.grid(alpha=0.3)
