@@ -88,6 +88,55 @@ def test_first_run_executes_every_stage(first_run: tuple[Path, dict[str, float],
     assert metrics.returncode == 0 and "summary.json" in metrics.stdout
 
 
+def test_every_method_ran_and_is_compared(first_run: tuple[Path, dict[str, float], float]) -> None:
+    """TinyBERT, BERT-of-Theseus, DynaBERT and FastBERT ran from the same teachers and data as EfficientBERT: their
+    models load with the Auto classes, carry a card and lineage, went through evaluate (DynaBERT's grid, FastBERT's
+    sweep) and sit in eval_summary's comparison and the report, with no stage where a method defines no recipe."""
+    project, _, _ = first_run
+    from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification
+
+    from effbert.models.auto import register_students
+
+    register_students()  # what `import effbert` does once transformers is imported
+
+    expected = {
+        "tinybert": ("sst2", "mrpc", "squad_v1"),
+        "theseus": ("sst2", "mrpc", "squad_v1"),
+        "dynabert": ("sst2", "mrpc"),
+        "fastbert": ("sst2", "mrpc"),
+    }
+    for method, tasks in expected.items():
+        assert sorted(p.name for p in (project / "results/models" / method).iterdir()) == sorted(tasks), method
+        for task in tasks:
+            model_dir = project / "results/models" / method / task
+            auto = AutoModelForQuestionAnswering if task == "squad_v1" else AutoModelForSequenceClassification
+            auto.from_pretrained(model_dir)
+            assert "## Lineage" in (model_dir / "README.md").read_text(encoding="utf-8")
+            assert json.loads((model_dir / "lineage.json").read_text())["run_id"]
+            record = json.loads((project / f"results/eval/{method}/{task}/metrics.json").read_text())
+            assert record["rows"]["dev"] == 48
+    grid = json.loads((project / "results/eval/dynabert/mrpc/metrics.json").read_text())["grid"]
+    assert sorted((g["width"], g["depth"]) for g in grid) == [(0.5, 0.5), (0.5, 1.0), (1.0, 0.5), (1.0, 1.0)]
+    sweep = json.loads((project / "results/eval/fastbert/sst2/metrics.json").read_text())["sweep"]
+    assert [point["speed"] for point in sweep] == [0.0, 0.3, 0.6]
+    assert sweep[0]["mean_exit_layer"] == 6  # speed 0: every row runs every layer
+    comparison = json.loads((project / "results/eval_summary/comparison.json").read_text())
+    methods = {task: {row["method"] for row in rows} for task, rows in comparison["tasks"].items()}
+    assert (
+        methods["sst2"]
+        == methods["mrpc"]
+        == {"teacher", "efficientbert", "tinybert", "theseus", "dynabert", "fastbert"}
+    )
+    assert methods["squad_v1"] == {"teacher", "efficientbert", "tinybert", "theseus"}
+    for rows in comparison["tasks"].values():
+        assert any(row["pareto_latency"] for row in rows)
+        assert all(row["params"] > 0 and row["latency_ms_b1"] > 0 and row["latency_ms_b4"] > 0 for row in rows)
+    markdown = (project / "results/report/report.md").read_text(encoding="utf-8")
+    assert "## Methods compared" in markdown and "dynabert is absent from squad_v1" in markdown
+    for task in ("sst2", "mrpc", "squad_v1"):
+        assert (project / f"results/report/figures/methods_{task}.png").is_file()
+
+
 def test_submission_files_from_the_final_students(first_run: tuple[Path, dict[str, float], float]) -> None:
     project, _, _ = first_run
     out = project / "results/predict_test"
@@ -145,7 +194,7 @@ def test_report_renders_offline(first_run: tuple[Path, dict[str, float], float],
     for needle in ("paper, GLUE test", "ours, ", "MACs", "Kendall", "git checkout"):
         assert needle in markdown, needle
     check = check_report(out / "report.html", tmp_path / "browser")
-    assert check.broken_images == [] and check.images >= 4  # quality, latency and the three search figures
+    assert check.broken_images == [] and check.images >= 7  # quality, latency, the search and methods figures
     report = json.loads((out / "report.json").read_text())
     assert [(t["caption"], t["rows"]) for t in check.tables] == render.table_summaries(report)
     assert all(t["height"] > 0 for t in check.tables)
@@ -190,7 +239,7 @@ def test_editing_a_module_reruns_exactly_the_stages_that_import_it(
     stages = [s for s in dag.load_stages(project) if not s.optional and s.name != "code_digest"]
     importers = {s.name for s in stages if "effbert/data/qa_features.py" in _code_of(project, s)}
     assert {"evaluate@student-squad_v1", "evaluate@teacher-squad_v1", "predict_test"} <= importers
-    assert "eval_summary" not in importers and "prepare_corpus" not in importers
+    assert "prepare_corpus" not in importers and "warmup_kd" not in importers
     module.write_text(original + "\n# an edit\n", encoding="utf-8")
     try:
         status = run_cli(["dvc", "status", "dvc.yaml", "--json"], project)

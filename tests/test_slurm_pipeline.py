@@ -18,7 +18,7 @@ from slurm_cluster import one_node_slurm, slurm_setup_error
 
 @pytest.mark.slurm
 @pytest.mark.slow
-@pytest.mark.timeout(1200)
+@pytest.mark.timeout(2000)
 def test_smoke_dag_runs_as_slurm_jobs(project: Path, tmp_path: Path) -> None:
     reason = slurm_setup_error()
     if reason is not None:
@@ -31,7 +31,7 @@ def test_smoke_dag_runs_as_slurm_jobs(project: Path, tmp_path: Path) -> None:
                 "INT",
                 "-k",
                 "30",
-                "900",
+                "1500",  # the five methods' stages of one task, as sbatch jobs
                 str(BIN / "effbert"),  # the cluster's environment replaces PATH
                 "run",
                 "--params",
@@ -44,7 +44,7 @@ def test_smoke_dag_runs_as_slurm_jobs(project: Path, tmp_path: Path) -> None:
                 str(ROOT / "workflow/profiles/slurm"),
             ],
             project,
-            timeout=1000,
+            timeout=1600,
             **cluster.env,
         )
         assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]

@@ -179,9 +179,9 @@ def test_two_step_task_distillation_resumes_after_step_one(tmp_path: Path, token
     params = tiny_params()
     step_one = tmp_path / "ckpt" / "intermediate"
 
-    def run(out: str, second: str) -> Any:
+    def run(out: str, second: str, first: Path = step_one) -> Any:
         (tmp_path / out).mkdir()
-        checkpoints = (step_one, tmp_path / "ckpt" / second)
+        checkpoints = (first, tmp_path / "ckpt" / second)
         return tinybert.task_student(
             params, "sst2", general, teacher, data, tmp_path / out,
             augmented_dir=None, checkpoints=checkpoints, callbacks=([], []), bf16=False,
@@ -199,8 +199,10 @@ def test_two_step_task_distillation_resumes_after_step_one(tmp_path: Path, token
     with caplog.at_level(logging.INFO, logger="effbert.methods.tinybert.distillation"):
         second = run("out2", "prediction2")
     assert "already finished" in caplog.text and second.intermediate.log_history == first.intermediate.log_history
-    a, b = (BertForSequenceClassification.from_pretrained(str(tmp_path / o)) for o in ("out1", "out2"))
+    run("out3", "prediction3", tmp_path / "ckpt" / "intermediate3")  # both steps again from scratch, same seed
+    a, b, c = (BertForSequenceClassification.from_pretrained(str(tmp_path / o)) for o in ("out1", "out2", "out3"))
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), c.state_dict().values(), strict=True))
 
 
 def test_step_one_gives_the_head_no_gradient(tmp_path: Path, tokenizer: Any) -> None:

@@ -72,6 +72,15 @@ def methods_section(comparison: Mapping[str, Any] | None, params: Params) -> dic
     ]
     for note in absent_notes(params):
         blocks.append(text(note))
+    if "fastbert" in params.methods and len(batches) > 1:
+        blocks.append(
+            text(
+                f"FastBERT's rows are timed on real dev rows padded to {comparison['protocol']['seq_len']} tokens: one "
+                f"at a time at batch {batches[0]} (each row leaves at its own exit), and in batches of {batches[-1]} "
+                "where a batch leaves only when all its rows may (the paper's batch rule): compare its two latency "
+                "columns to see what batching costs early exit."
+            )
+        )
     for task, rows in comparison["tasks"].items():
         shown = [dict(row, front="on the front" if row["pareto_latency"] else "") for row in rows]
         blocks.append(table(f"{task}: every method's models (dev)", _columns(batches), shown))
