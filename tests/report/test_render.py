@@ -129,6 +129,7 @@ def test_sections_are_in_order_with_a_table_of_contents(page: str) -> None:
     assert titles == [
         "Quality per task",
         "Size and speed",
+        "Methods compared",
         "Search",
         "Export and submission",
         "Lineage and reproduction",

@@ -54,12 +54,12 @@ def absent_notes(params: Params) -> list[str]:
 
 def methods_section(comparison: Mapping[str, Any] | None, params: Params) -> dict[str, Any]:
     """The section (tables and figures per task); a note when the run compared no other method."""
-    if comparison is None or len(params.methods) < 2:
-        return section(
-            "methods",
-            "Methods compared",
-            [text("Only EfficientBERT ran (params `methods`); add tinybert, theseus, dynabert or fastbert.")],
-        )
+    if len(params.methods) < 2:
+        note = "Only EfficientBERT ran (params `methods`); add tinybert, theseus, dynabert or fastbert to compare."
+        return section("methods", "Methods compared", [text(note)])
+    if comparison is None:
+        note = "eval_summary wrote no comparison.json: rerun it (`effbert run`) to measure the methods side by side."
+        return section("methods", "Methods compared", [text(note, style="warning")])
     batches = list(comparison["protocol"]["batch_sizes"])
     blocks: list[dict[str, Any]] = [
         text(
