@@ -5,7 +5,9 @@
   directories renamed into place only on success (:func:`atomic_dir`), and writes ``lineage.json`` into each output;
 - inputs and outputs: :func:`read_json` / :func:`write_json`, :func:`input_digest`;
 - how the stage computes: :func:`resolve_bf16` (the ``bf16`` key on this machine, recorded on the run);
-- resumable state: :func:`checkpoint_dir` under ``.effbert/checkpoints``, keyed by params and inputs.
+- resumable state: :func:`checkpoint_dir` under ``.effbert/checkpoints``, keyed by params and inputs;
+- the compared methods' task stages (a model trained from a task's fine-tuned teacher and prepared data):
+  :func:`teacher_task_options` (their command-line options) and :func:`teacher_task_stage` (their stage context).
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ __all__ = [
     "resolve_bf16",
     "stage_context",
     "stage_logging",
+    "teacher_task_options",
+    "teacher_task_stage",
     "write_json",
 ]
 
@@ -48,6 +52,38 @@ params_option = click.option(
     "--params", "params_file", default="params.yaml", show_default=True, type=click.Path(dir_okay=False)
 )
 """The ``--params`` option of every stage command (DVC runs stages with the workspace ``params.yaml``)."""
+
+
+def teacher_task_options(command: Any) -> Any:
+    """The options of a stage that trains a model from a task's fine-tuned teacher and prepared data (``--task
+    --teacher --data --model-out --report-out --params``), as the compared methods' stages in dvc.yaml pass them."""
+    options = [
+        click.option("--task", required=True, help="Task id, e.g. sst2."),
+        click.option("--teacher", "teacher_dir", required=True, type=click.Path(exists=True, file_okay=False)),
+        click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False)),
+        click.option("--model-out", required=True, type=click.Path(file_okay=False), help="Model directory to write."),
+        click.option(
+            "--report-out", required=True, type=click.Path(file_okay=False), help="Metrics/history directory."
+        ),
+        params_option,
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@contextmanager
+def teacher_task_stage(
+    name: str, task: str, params: Params, keys: Sequence[str], teacher_dir: str, data_dir: str, outs: Sequence[str]
+) -> Iterator[tuple[tracking.StageRun, list[Path]]]:
+    """`stage_context` of ``<name>@<task>`` with the teacher and the prepared data recorded as its inputs; the
+    report directory (the last of ``outs``) is logged as the run's artifact on success."""
+    tags = {"effbert.task": task}
+    with stage_context(name, f"{name}@{task}", params, keys, [Path(o) for o in outs], tags) as (run, temporary):
+        run.consume(Path(teacher_dir), f"{task}/teacher", context="teacher")
+        run.consume(Path(data_dir), f"{task}/prepared")
+        yield run, temporary
+        run.log_artifact(temporary[-1])
 
 
 def load_params(path: str | Path) -> Params:

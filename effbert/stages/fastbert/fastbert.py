@@ -26,7 +26,7 @@ from effbert.compute import seed_everything, set_threads
 from effbert.data.tasks import get_task
 from effbert.errors import EffbertError
 from effbert.params import Params
-from effbert.runtime import checkpoint_dir, load_params, params_option, resolve_bf16, stage_context
+from effbert.runtime import checkpoint_dir, load_params, resolve_bf16, teacher_task_options, teacher_task_stage
 
 log = logging.getLogger(__name__)
 
@@ -47,24 +47,17 @@ lists the same keys (tests/test_code_deps.py checks it)."""
 
 
 @click.command("fastbert")
-@click.option("--task", required=True, help="Task id (a classification task), e.g. sst2.")
-@click.option("--teacher", "teacher_dir", required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--model-out", required=True, type=click.Path(file_okay=False), help="FastBERT directory to write.")
-@click.option("--report-out", required=True, type=click.Path(file_okay=False), help="Metrics/history directory.")
-@params_option
+@teacher_task_options
 def command(task: str, teacher_dir: str, data_dir: str, model_out: str, report_out: str, params_file: str) -> None:
     """Self-distil FastBERT's early-exit branches on the task's frozen fine-tuned teacher; select on held-out."""
     if get_task(task).kind != "classification":
         raise EffbertError(f"fastbert@{task}: FastBERT's exit rule needs a classification task")
     params = load_params(params_file)
-    outs = [Path(model_out), Path(report_out)]
-    tags = {"effbert.task": task}
-    with stage_context("fastbert", f"fastbert@{task}", params, PARAMS, outs, tags) as (run, (model_tmp, report_tmp)):
-        run.consume(Path(teacher_dir), f"{task}/teacher", context="teacher")
-        run.consume(Path(data_dir), f"{task}/prepared")
+    with teacher_task_stage("fastbert", task, params, PARAMS, teacher_dir, data_dir, [model_out, report_out]) as (
+        run,
+        (model_tmp, report_tmp),
+    ):
         self_distil(params, task, Path(teacher_dir), Path(data_dir), model_tmp, report_tmp, run)
-        run.log_artifact(report_tmp)
 
 
 def self_distil(

@@ -24,7 +24,7 @@ from effbert import tracking
 from effbert.compute import device, seed_everything, set_threads
 from effbert.data.tasks import get_task
 from effbert.params import Params
-from effbert.runtime import checkpoint_dir, load_params, params_option, resolve_bf16, stage_context
+from effbert.runtime import checkpoint_dir, load_params, resolve_bf16, teacher_task_options, teacher_task_stage
 
 log = logging.getLogger(__name__)
 
@@ -46,23 +46,16 @@ CHECKPOINT_PARAMS = ("seed", "bf16", "theseus")
 
 
 @click.command("theseus")
-@click.option("--task", required=True, help="Task id, e.g. sst2.")
-@click.option("--teacher", "teacher_dir", required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--model-out", required=True, type=click.Path(file_okay=False), help="Student directory to write.")
-@click.option("--report-out", required=True, type=click.Path(file_okay=False), help="Metrics/history directory.")
-@params_option
+@teacher_task_options
 def command(task: str, teacher_dir: str, data_dir: str, model_out: str, report_out: str, params_file: str) -> None:
     """BERT-of-Theseus: replace the fine-tuned teacher's layer groups by successor layers, then fine-tune them."""
     get_task(task)
     params = load_params(params_file)
-    outs = [Path(model_out), Path(report_out)]
-    tags = {"effbert.task": task}
-    with stage_context("theseus", f"theseus@{task}", params, PARAMS, outs, tags) as (run, (model_tmp, report_tmp)):
-        run.consume(Path(teacher_dir), f"{task}/teacher", context="teacher")
-        run.consume(Path(data_dir), f"{task}/prepared")
+    with teacher_task_stage("theseus", task, params, PARAMS, teacher_dir, data_dir, [model_out, report_out]) as (
+        run,
+        (model_tmp, report_tmp),
+    ):
         theseus(params, task, Path(teacher_dir), Path(data_dir), model_tmp, report_tmp, run)
-        run.log_artifact(report_tmp)
 
 
 def theseus(
