@@ -205,7 +205,8 @@ def task_command(
     params = load_params(params_file)
     outs = [Path(model_out), Path(report_out)]
     tags = {"effbert.task": task}
-    with stage_context("tinybert", f"tinybert@{task}", params, TASK_PARAMS, outs, tags) as (
+    family = "tinybert" if augmented_dir is None else "tinybert_augmented"  # dvc.yaml's two stage groups
+    with stage_context(family, f"{family}@{task}", params, TASK_PARAMS, outs, tags) as (
         run,
         (model_tmp, report_tmp),
     ):
