@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from effbert.data import prepare
-from effbert.data.tasks import get_task
+from effbert.data.tasks import SELECTION, get_task
 from effbert.eval.inference import predict_logits
-from effbert.eval.scoring import SELECTION, span_metrics
+from effbert.eval.scoring import span_metrics
 from effbert.models.teacher import load_tokenizer, resolve_source
 from effbert.params import TrainingPhase
 from effbert.training import build_trainer, training_arguments

@@ -108,6 +108,10 @@ def get_task(name: str) -> TaskSpec:
         raise ParamsError(f"unknown task {name!r}; known tasks: {' '.join(TASKS)}") from None
 
 
+SELECTION = "selection"
+"""The name of the selection score among a stage's metrics (what the Trainer's ``metric_for_best_model`` names)."""
+
+
 def selection_score(task: str, metrics: dict[str, float]) -> float:
     """One number per task for checkpoint selection, as the paper's code defines it.
 

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from effbert.data.prepared import EvalSplit
-from effbert.data.tasks import TaskSpec, selection_score
+from effbert.data.tasks import SELECTION, TaskSpec, selection_score
 from effbert.eval.inference import predict_logits
 from effbert.eval.metrics import glue_metrics
-from effbert.eval.scoring import SELECTION, logits_to_predictions, span_metrics
+from effbert.eval.scoring import logits_to_predictions, span_metrics
 from effbert.eval.submission import prediction_text
 from effbert.params import EvaluateParams
 

@@ -1,8 +1,9 @@
 """Scores of a model's outputs on a task: predictions from logits, the Trainer's held-out metrics, span-QA metrics
 from window logits, and the selection score on a held-out slice (no file or tracking I/O).
 
-The selection score (:data:`SELECTION`, `effbert.data.tasks.selection_score`) is what every training stage selects
-its checkpoint by, on the held-out slice of *train* (never dev), and what the search's proxy calls fitness.
+The selection score (named `effbert.data.tasks.SELECTION`, computed by `effbert.data.tasks.selection_score`) is what
+every training stage selects its checkpoint by, on the held-out slice of *train* (never dev), and what the search's
+proxy calls fitness.
 """
 
 from __future__ import annotations
@@ -13,11 +14,8 @@ from typing import Any
 import numpy as np
 
 from effbert.data.qa_features import postprocess_predictions
-from effbert.data.tasks import TaskSpec, selection_score
+from effbert.data.tasks import SELECTION, TaskSpec, selection_score
 from effbert.eval.metrics import glue_metrics, squad_metrics
-
-SELECTION = "selection"
-"""The name of the selection score among a stage's metrics."""
 
 
 def logits_to_predictions(spec: TaskSpec, logits: np.ndarray) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from effbert.eval.scoring import SELECTION
+from effbert.data.tasks import SELECTION
 from effbert.params import HeldoutSelection, Optimization
 
 
@@ -26,7 +26,7 @@ def training_arguments(
     """AdamW with linear warm-up and decay, seeded, as ``section`` (a params section that trains) sets it.
 
     With ``select_on_heldout`` the Trainer evaluates on the held-out slice every ``save_steps``, keeps the best
-    checkpoint by :data:`~effbert.eval.scoring.SELECTION` and loads it at the end; without it (task-agnostic
+    checkpoint by :data:`~effbert.data.tasks.SELECTION` and loads it at the end; without it (task-agnostic
     distillation) it only saves a resumable checkpoint every ``save_steps``.
 
     Args:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from effbert.eval.scoring import SELECTION
+from effbert.data.tasks import SELECTION
 from effbert.training.loop import TrainingOutcome
 
 TRAIN_CURVES = ("loss", "kd_attention", "kd_hidden", "kd_prediction")

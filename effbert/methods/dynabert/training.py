@@ -33,10 +33,10 @@ from torch import Tensor
 
 from effbert.compute import set_threads
 from effbert.data.prepared import TaskRows
-from effbert.data.tasks import TaskSpec, get_task, selection_score
+from effbert.data.tasks import SELECTION, TaskSpec, get_task, selection_score
 from effbert.distill.frozen import given_inputs
 from effbert.eval.metrics import glue_metrics
-from effbert.eval.scoring import SELECTION, logits_to_predictions
+from effbert.eval.scoring import logits_to_predictions
 from effbert.methods.dynabert.adaptive import AdaptiveDistiller, grid
 from effbert.methods.dynabert.evaluation import GRID_CONFIG_KEY, GRID_FILE
 from effbert.methods.dynabert.subnetworks import importance, rewire, subnetwork

@@ -25,9 +25,8 @@ from torch import Tensor
 
 from effbert.compute import seed_everything
 from effbert.data.prepared import TaskRows
-from effbert.data.tasks import get_task
+from effbert.data.tasks import SELECTION, get_task
 from effbert.errors import EffbertError
-from effbert.eval.scoring import SELECTION
 from effbert.methods.fastbert.early_exit import FastBertModel
 from effbert.params import Params
 from effbert.training import TrainingOutcome, build_trainer, selection_arguments, train
