@@ -284,6 +284,7 @@ class TinyBertParams(_Section):
 
     num_layers: PositiveInt = 4  # the shape is fitted into search.param_window on the student frame (RESULTS.md)
     ffn_ratio: PositiveFloat = 4.0  # FFN width / hidden size tried first when fitting the window
+    init_student: Literal["random", "teacher_projection"] = "random"  # as warmup_kd.init_encoder (RESULTS.md)
     general: GeneralKDParams = GeneralKDParams()  # general distillation on the corpus (pre-trained teacher)
     intermediate: MethodTraining = MethodTraining(epochs=10.0)  # task step 1: attention + hidden, last weights kept
     prediction: MethodTraining = MethodTraining(learning_rate=3e-5)  # task step 2: soft CE, best held-out kept

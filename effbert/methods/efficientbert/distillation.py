@@ -111,10 +111,10 @@ BASIS_ROWS = 64
 """Corpus rows (the first ones) whose teacher hidden states give the basis of ``init_encoder: teacher_projection``."""
 
 
-def project_supernet(supernet: Any, teacher: Any, tokenizer: Any, corpus: Any) -> Any:
-    """``warmup_kd.init_encoder: teacher_projection``: start the supernet from the teacher (see
-    `student_init.project_teacher`), through the principal subspace of the teacher's hidden states on the first
-    `BASIS_ROWS` corpus rows.
+def project_student(student: Any, teacher: Any, tokenizer: Any, corpus: Any) -> Any:
+    """``warmup_kd.init_encoder`` and ``tinybert.init_student: teacher_projection``: start a student encoder (the
+    supernet, or TinyBERT's BERT) from the teacher (see `student_init.project_teacher`), through the principal
+    subspace of the teacher's hidden states on the first `BASIS_ROWS` corpus rows.
 
     Returns:
         The basis P (D_teacher, H), the natural start of the objective's student-to-teacher projection.
@@ -130,9 +130,9 @@ def project_supernet(supernet: Any, teacher: Any, tokenizer: Any, corpus: Any) -
     with torch.no_grad():
         states = teacher.eval()(**batch, output_hidden_states=True).hidden_states
     keep = batch["attention_mask"].bool()
-    basis = hidden_basis([h[keep] for h in states], supernet.config.hidden_size)
-    teacher_layers = layer_map(supernet.config.num_hidden_layers, teacher.config.num_hidden_layers)
-    project_teacher(supernet, teacher, basis, teacher_layers)
+    basis = hidden_basis([h[keep] for h in states], student.config.hidden_size)
+    teacher_layers = layer_map(student.config.num_hidden_layers, teacher.config.num_hidden_layers)
+    project_teacher(student, teacher, basis, teacher_layers)
     return basis
 
 
@@ -165,7 +165,7 @@ def distill_on_corpus(
         callbacks: ``TrainerCallback`` objects (metrics to MLflow).
         bf16: train under bf16 autocast (fp32 weights), the teacher's forward included.
         projection_from: a model directory whose trained ``fit_dense`` the objective continues with.
-        projection_init: or a (D_teacher, H) matrix ``fit_dense`` starts from (bias zero), e.g. `project_supernet`'s.
+        projection_init: or a (D_teacher, H) matrix ``fit_dense`` starts from (bias zero), e.g. `project_student`'s.
 
     Returns:
         The training outcome and the objective (its trained projection).

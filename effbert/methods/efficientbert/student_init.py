@@ -4,7 +4,10 @@ EfficientBERT initialises the supernet at random and warms it up on Wikipedia + 
 scale (a few hundred thousand corpus tokens on a CPU) most of the 30522 x 128 token table would never see a
 gradient, so ``warmup_kd.init_embeddings: teacher_pca`` starts it from the teacher's own word embeddings projected
 onto their top principal components: the same vocabulary, a 128-d summary of what the teacher already knows
-about each word. Off (``random``) in the paper profile.
+about each word. ``warmup_kd.init_encoder: teacher_projection`` starts the rest of the supernet from the teacher
+projected onto the principal subspace of its hidden states (`project_teacher`); TinyBERT's plain BERT student gets
+the same start (``tinybert.init_student``), so that the compared methods start alike. Off (``random``) in the paper
+profile.
 """
 
 from __future__ import annotations
@@ -112,22 +115,47 @@ def _attention(student_layer: Any, teacher_layer: Any, basis: torch.Tensor, head
         rows["v"].append(val)
         rows["o"].append(out)
     qkv = torch.cat([torch.cat(rows[k]) for k in ("q", "k", "v")])  # (3H, H+1), rows q | k | v, heads in order
-    student_self.qkv.weight.copy_(qkv[:, :-1])
-    student_self.qkv.bias.copy_(qkv[:, -1])
+    if hasattr(student_self, "qkv"):  # EffBERT's fused projection
+        student_self.qkv.weight.copy_(qkv[:, :-1])
+        student_self.qkv.bias.copy_(qkv[:, -1])
+    else:  # a BERT student's query, key and value
+        linears = (student_self.query, student_self.key, student_self.value)
+        for block, linear in zip(qkv.split(width), linears, strict=True):
+            linear.weight.copy_(block[:, :-1])
+            linear.bias.copy_(block[:, -1])
     student_out.dense.weight.copy_(torch.cat(rows["o"], dim=1))
     student_out.dense.bias.copy_(basis.T @ teacher_out.dense.bias)
     _layer_norm(student_out.LayerNorm, teacher_out.LayerNorm, basis)
 
 
+def _ranked_ffn(teacher_layer: Any, basis: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The teacher FFN in the subspace: W1 P (F, H), b1, P^T W2 (H, F), P^T b2, and its neurons most important first
+    (|W1 row| x |W2 column| in the subspace)."""
+    w1 = teacher_layer.intermediate.dense.weight @ basis
+    w2 = basis.T @ teacher_layer.output.dense.weight
+    order = (w1.norm(dim=1) * w2.norm(dim=0)).argsort(descending=True)
+    return w1, teacher_layer.intermediate.dense.bias, w2, basis.T @ teacher_layer.output.dense.bias, order
+
+
+def _ffn(student_layer: Any, teacher_layer: Any, basis: torch.Tensor) -> None:
+    """A BERT student's FFN: the teacher's most important neurons (see `_ranked_ffn`), as many as it has; neurons
+    beyond the teacher's count keep their random initialisation."""
+    w1, b1, w2, b2, order = _ranked_ffn(teacher_layer, basis)
+    take = order[: student_layer.intermediate.dense.weight.shape[0]]
+    n = len(take)
+    student_layer.intermediate.dense.weight[:n] = w1[take]
+    student_layer.intermediate.dense.bias[:n] = b1[take]
+    student_layer.output.dense.weight[:, :n] = w2[:, take]
+    student_layer.output.dense.bias.copy_(b2)
+    _layer_norm(student_layer.output.LayerNorm, teacher_layer.output.LayerNorm, basis)
+
+
 def _mlp(student_mlp: Any, teacher_layer: Any, basis: torch.Tensor) -> None:
-    """The teacher's FFN neurons, most important first (|W1 row| x |W2 column| in the subspace), dealt to the units
+    """EffBERT's MLP units: the teacher's FFN neurons, most important first (see `_ranked_ffn`), dealt to the units
     in order: unit 1 gets the first ``width``, unit 2 the next, ...; every unit's LayerNorm is the FFN's. Neurons
     beyond the teacher's count keep their random initialisation."""
-    w1 = teacher_layer.intermediate.dense.weight @ basis  # (F, H)
-    b1 = teacher_layer.intermediate.dense.bias
-    w2 = basis.T @ teacher_layer.output.dense.weight  # (H, F)
-    b2 = basis.T @ teacher_layer.output.dense.bias / len(student_mlp.units)  # the units' outputs add up to b2
-    order = (w1.norm(dim=1) * w2.norm(dim=0)).argsort(descending=True)
+    w1, b1, w2, b2, order = _ranked_ffn(teacher_layer, basis)
+    b2 = b2 / len(student_mlp.units)  # the units' outputs add up to P^T b2
     first = 0
     for unit in student_mlp.units:
         width = unit.intermediate.weight.shape[0]
@@ -143,14 +171,16 @@ def _mlp(student_mlp: Any, teacher_layer: Any, basis: torch.Tensor) -> None:
 
 @torch.no_grad()
 def project_teacher(student: Any, teacher: Any, basis: torch.Tensor, teacher_layers: Sequence[int]) -> None:
-    """Initialise a student encoder (`EffBertModel`) from a BERT teacher through the basis P (D, H): h_s ~ P^T h_t.
+    """Initialise a student encoder (`EffBertModel`, or a plain BERT with the teacher's head count) from a BERT
+    teacher through the basis P (D, H): h_s ~ P^T h_t.
 
-    Embeddings: positions and segments projected; the trigram transformation fitted (least squares over the
-    vocabulary) so that the student's own token table reproduces the teacher's projected word embeddings from the
-    middle token; LayerNorms ``gamma_s = diag(P^T diag(gamma_t) P)``, ``beta_s = P^T beta_t``. Student layer ``l``
-    takes teacher layer ``teacher_layers[l]`` (1-based, the KD layer map): attention by per-head low-rank
-    factorisation (see `_attention`), the MLP units from its FFN (see `_mlp`). Not in the paper (random init);
-    measured against it in RESULTS.md.
+    Embeddings: positions and segments projected; a BERT student's token table is the teacher's projected, an
+    EffBERT student's trigram transformation is fitted (least squares over the vocabulary) so that its own token
+    table reproduces the teacher's projected word embeddings from the middle token; LayerNorms
+    ``gamma_s = diag(P^T diag(gamma_t) P)``, ``beta_s = P^T beta_t``. Student layer ``l`` takes teacher layer
+    ``teacher_layers[l]`` (1-based, the KD layer map): attention by per-head low-rank factorisation (see
+    `_attention`), the FFN or MLP units from the teacher's FFN neurons (see `_ffn`, `_mlp`). Not in the papers
+    (EfficientBERT and TinyBERT start at random); measured against it in RESULTS.md.
 
     Args:
         student: the student encoder, trained in place afterwards.
@@ -161,21 +191,32 @@ def project_teacher(student: Any, teacher: Any, basis: torch.Tensor, teacher_lay
     se, te = student.embeddings, teacher.embeddings
     se.position_embeddings.weight.copy_(te.position_embeddings.weight[: se.position_embeddings.weight.shape[0]] @ basis)
     se.token_type_embeddings.weight.copy_(te.token_type_embeddings.weight @ basis)
-    table = se.word_embeddings.weight.to(torch.float64)
-    system = torch.cat([table, torch.ones(table.shape[0], 1, dtype=torch.float64)], dim=1)  # (V, E+1)
-    target = (te.word_embeddings.weight @ basis).to(torch.float64)  # (V, H)
-    fit = torch.linalg.lstsq(system, target).solution.to(torch.float32)  # (E+1, H)
-    size = se.embedding_size
-    transform = torch.zeros_like(se.embedding_transformation.weight)  # (H, 3E): next | current | previous token
-    transform[:, size : 2 * size] = fit[:-1].T
-    se.embedding_transformation.weight.copy_(transform)
-    se.embedding_transformation.bias.copy_(fit[-1])
+    if hasattr(se, "embedding_transformation"):
+        _fit_trigram(se, te.word_embeddings.weight @ basis)
+    else:
+        se.word_embeddings.weight.copy_(te.word_embeddings.weight @ basis)
     _layer_norm(se.LayerNorm, te.LayerNorm, basis)
     heads = student.config.num_attention_heads
     for student_layer, teacher_index in zip(student.encoder.layer, teacher_layers, strict=True):
         teacher_layer = teacher.encoder.layer[teacher_index - 1]
         _attention(student_layer, teacher_layer, basis, heads)
-        _mlp(student_layer.mlp, teacher_layer, basis)
+        if hasattr(student_layer, "mlp"):
+            _mlp(student_layer.mlp, teacher_layer, basis)
+        else:
+            _ffn(student_layer, teacher_layer, basis)
+
+
+def _fit_trigram(student_embeddings: Any, target: torch.Tensor) -> None:
+    """EffBERT's trigram transformation fitted so that the middle token's slot maps its own token table to
+    ``target`` (V, H) (least squares with a bias, the other slots zero)."""
+    table = student_embeddings.word_embeddings.weight.to(torch.float64)
+    system = torch.cat([table, torch.ones(table.shape[0], 1, dtype=torch.float64)], dim=1)  # (V, E+1)
+    fit = torch.linalg.lstsq(system, target.to(torch.float64)).solution.to(torch.float32)  # (E+1, H)
+    size = student_embeddings.embedding_size
+    transform = torch.zeros_like(student_embeddings.embedding_transformation.weight)  # (H, 3E): next | current | prev
+    transform[:, size : 2 * size] = fit[:-1].T
+    student_embeddings.embedding_transformation.weight.copy_(transform)
+    student_embeddings.embedding_transformation.bias.copy_(fit[-1])
 
 
 @torch.no_grad()

@@ -1,10 +1,12 @@
 """TinyBERT's two distillations as functions of params sections, models and data (baselines.md section 1).
 
-- general distillation (:func:`general_student`): a randomly initialised (seeded) plain BERT of `student_config`'s
-  shape, sized into EfficientBERT's parameter window on the profile's frame (:func:`student_window`), distils the
-  PRE-trained teacher on the corpus: embedding + hidden-state MSE through one ``fit_dense`` projection and
-  attention-score MSE, uniform layer map. This is EfficientBERT's task-agnostic KD
-  (`effbert.methods.efficientbert.distillation.distill_on_corpus`), reused as is.
+- general distillation (:func:`general_student`): a plain BERT of `student_config`'s shape, sized into
+  EfficientBERT's parameter window on the profile's frame (:func:`student_window`), initialised at random (seeded)
+  or, with ``tinybert.init_student: teacher_projection``, from the pre-trained teacher as EfficientBERT's supernet
+  is (`effbert.methods.efficientbert.distillation.project_student`), distils the PRE-trained teacher on the corpus:
+  embedding + hidden-state MSE through one ``fit_dense`` projection and attention-score MSE, uniform layer map.
+  This is EfficientBERT's task-agnostic KD (`effbert.methods.efficientbert.distillation.distill_on_corpus`), reused
+  as is.
 - task distillation (:func:`task_student`), from the task's fine-tuned teacher, in two steps, each in its own
   checkpoint folder:
 
@@ -140,7 +142,7 @@ def general_student(
     pre-trained teacher on the corpus; write the encoder, its tokenizer and ``fit_dense`` into ``model_out``."""
     from transformers import AutoModel, BertModel
 
-    from effbert.methods.efficientbert.distillation import distill_on_corpus
+    from effbert.methods.efficientbert.distillation import distill_on_corpus, project_student
     from effbert.models.teacher import load_tokenizer
 
     teacher, tokenizer = AutoModel.from_pretrained(teacher_source), load_tokenizer(teacher_source)
@@ -148,15 +150,19 @@ def general_student(
     window = student_window(params.student, params.search.param_window, teacher.config)
     seed_everything(params.seed)
     student = BertModel(config)
+    basis = None
+    if params.tinybert.init_student == "teacher_projection":
+        basis = project_student(student, teacher, tokenizer, corpus)
     size = parameter_count(config, teacher.config.hidden_size)
     log.info(
-        "TinyBERT student: %d layers, H=%d, FFN %d, %d heads; %.3fM params with fit_dense (window %s)",
+        "TinyBERT student: %d layers, H=%d, FFN %d, %d heads; %.3fM params with fit_dense (window %s); init %s",
         config.num_hidden_layers,
         config.hidden_size,
         config.intermediate_size,
         config.num_attention_heads,
         size / 1e6,
         window,
+        params.tinybert.init_student,
     )
     outcome, loss = distill_on_corpus(
         student,
@@ -168,6 +174,7 @@ def general_student(
         checkpoints=checkpoints,
         callbacks=callbacks,
         bf16=bf16,
+        projection_init=basis,
     )
     student.save_pretrained(str(model_out))
     tokenizer.save_pretrained(str(model_out))

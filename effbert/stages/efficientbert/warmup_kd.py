@@ -58,7 +58,7 @@ def warm_up(
         build_supernet,
         check_frame,
         distill_on_corpus,
-        project_supernet,
+        project_student,
     )
     from effbert.methods.efficientbert.supernet import param_count
     from effbert.models.teacher import load_tokenizer
@@ -77,7 +77,7 @@ def warm_up(
     corpus = load_split(corpus_dir, "corpus")
     basis = None
     if hp.init_encoder == "teacher_projection":
-        basis = project_supernet(supernet, teacher, tokenizer, corpus)
+        basis = project_student(supernet, teacher, tokenizer, corpus)
     checkpoints = checkpoint_dir("warmup_kd", "supernet", params, PARAMS, [corpus_dir])
     config = supernet.config
     log.info(

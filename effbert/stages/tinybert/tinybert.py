@@ -31,6 +31,7 @@ GENERAL_PARAMS = (
     "search.param_window",
     "tinybert.num_layers",
     "tinybert.ffn_ratio",
+    "tinybert.init_student",
     "tinybert.general",
     "finetune_teacher.model",
 )

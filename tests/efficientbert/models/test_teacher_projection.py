@@ -144,3 +144,53 @@ def test_head_from_teacher_gives_the_teachers_logits_at_full_width() -> None:
             if name in t:
                 keep = batch["attention_mask"].bool() if name != "logits" else slice(None)
                 assert torch.allclose(s[name][keep], t[name][keep], atol=1e-4), name
+
+
+def bert_student(teacher: BertModel, hidden: int, layers: int, ffn: int) -> BertModel:
+    """A TinyBERT-shaped student: a plain BERT with the teacher's heads (``tinybert.init_student``)."""
+    config = BertConfig(
+        vocab_size=50,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        intermediate_size=ffn,
+        max_position_embeddings=16,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        attn_implementation="eager",
+    )
+    torch.manual_seed(1)
+    return BertModel(config, add_pooling_layer=False).eval()
+
+
+def test_a_bert_student_at_full_width_is_the_teacher_and_a_narrow_one_starts_close() -> None:
+    teacher = tiny_teacher(layers=4)
+    batch = inputs()
+    keep = batch["attention_mask"].bool()
+    with torch.no_grad():
+        t = teacher(**batch, output_hidden_states=True).hidden_states
+    full = bert_student(teacher, hidden=32, layers=4, ffn=32)
+    project_teacher(full, teacher, torch.eye(32), layer_map(4, 4))
+    with torch.no_grad():
+        s = full(**batch, output_hidden_states=True).hidden_states
+    for student_state, teacher_state in zip(s, t, strict=True):
+        assert torch.allclose(student_state[keep], teacher_state[keep], atol=1e-4)
+    skipping = bert_student(teacher, hidden=32, layers=2, ffn=32)
+    project_teacher(skipping, teacher, torch.eye(32), layer_map(2, 4))  # student layers <- teacher layers 2 and 4
+    for student_layer, teacher_index in zip(skipping.encoder.layer, (2, 4), strict=True):
+        ffn, teacher_ffn = student_layer.intermediate.dense, teacher.encoder.layer[teacher_index - 1].intermediate.dense
+        assert torch.equal(ffn.weight.sort(dim=0).values, teacher_ffn.weight.sort(dim=0).values)
+
+    basis = hidden_basis([h[keep] for h in t], 24)
+
+    def cosine(student: BertModel) -> float:
+        with torch.no_grad():
+            states = student(**batch, output_hidden_states=True).hidden_states
+        pairs = zip(states, (t[0], t[2], t[4]), strict=True)
+        return min(
+            float(torch.nn.functional.cosine_similarity(a[keep] @ basis.T, b[keep], dim=-1).mean()) for a, b in pairs
+        )
+
+    random, projected = bert_student(teacher, 24, 2, 20), bert_student(teacher, 24, 2, 20)
+    project_teacher(projected, teacher, basis, layer_map(2, 4))
+    assert cosine(projected) > 0.7 > 0.2 > cosine(random)
