@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -71,3 +72,31 @@ def test_the_evaluation_pass_scores_every_subnetwork_without_the_teacher() -> No
     assert out["logits"].shape == (3, 4, 2) and out["loss"].ndim == 0
     with torch.no_grad():
         assert torch.allclose(out["logits"][:, 0], student(input_ids=ids).logits)
+
+
+@pytest.mark.usefixtures("single_torch_thread")
+def test_a_run_killed_inside_the_depth_phase_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    from transformers import TrainerCallback
+
+    class Kill(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if Path(args.output_dir).name == "depth" and state.global_step == 4:
+                raise KeyboardInterrupt  # after the checkpoint of step 3
+
+    reference = weights(run(tmp_path / "once").student)
+    with pytest.raises(KeyboardInterrupt):
+        train_dynabert(
+            tiny_teacher(),
+            tokenizer(),
+            task_rows(),
+            get_task("sst2"),
+            small_params(),
+            seed=3,
+            checkpoints=tmp_path / "killed",
+            callbacks=[Kill()],
+            bf16=False,
+        )
+    assert (tmp_path / "killed" / "depth" / "checkpoint-3").is_dir()
+    resumed = run(tmp_path / "killed")
+    assert resumed.phases["width"].skipped and resumed.phases["depth"].outcome.resumed
+    assert all(torch.equal(reference[k], v) for k, v in weights(resumed.student).items())

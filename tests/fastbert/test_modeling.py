@@ -139,6 +139,45 @@ def test_self_distillation_trains_only_the_branches_and_reruns_bit_identically(
             assert torch.equal(value, teacher[name]), name  # backbone and final classifier untouched
 
 
+def test_a_self_distillation_killed_mid_training_resumes_to_the_same_weights(
+    workspace: tuple[Path, Path], tmp_path: Path, single_torch_thread: None
+) -> None:
+    from transformers import TrainerCallback
+
+    from effbert.methods.fastbert.distillation import distill_branches
+    from effbert.models.auto import load_task_model
+
+    class Kill(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.global_step == 6:
+                raise KeyboardInterrupt  # after the checkpoint of step 4
+
+    teacher_dir, data_dir = workspace
+
+    def run(name: str, checkpoints: Path, callbacks: list[Any]) -> Any:
+        return distill_branches(
+            tiny_params(),
+            "sst2",
+            teacher_dir,
+            data_dir,
+            tmp_path / name,
+            checkpoints=checkpoints,
+            callbacks=callbacks,
+            bf16=False,
+        )
+
+    run("uninterrupted", tmp_path / "ck_once", [])
+    with pytest.raises(KeyboardInterrupt):
+        run("resumed", tmp_path / "ck_killed", [Kill()])
+    assert (tmp_path / "ck_killed" / "checkpoint-4").is_dir()
+    resumed = run("resumed", tmp_path / "ck_killed", [])
+    assert resumed.outcome.resumed
+    once = load_task_model(str(tmp_path / "uninterrupted"), get_task("sst2")).state_dict()
+    again = load_task_model(str(tmp_path / "resumed"), get_task("sst2")).state_dict()
+    for name, value in once.items():
+        assert torch.equal(value, again[name]), name
+
+
 def dev_split() -> EvalSplit:
     return EvalSplit("dev", rows(10, 5))
 
