@@ -89,6 +89,38 @@ def lineage_command(target: str, depth: int) -> None:
     click.echo(lineage.explain(target, depth=depth))
 
 
+@click.command("corpus-memory")
+@params_option
+@click.option("--scales", default="1,5,20", show_default=True, help="Comma-separated corpus sizes, in copies.")
+@click.option("--num-proc", type=int, default=None, help="Tokenising processes  [default: data.num_proc]")
+def corpus_memory_command(params_file: str, scales: str, num_proc: int | None) -> None:
+    """Peak memory of corpus preparation at growing corpus sizes (copies of data.corpus), one process per size.
+
+    Anonymous memory (what the preparation holds) must stay flat as the corpus grows; the resident set size also
+    counts the memory-mapped Arrow files read back (reclaimable page cache)."""
+    from effbert import tracking
+    from effbert.measure.corpus_memory import measure_scale
+    from effbert.models.teacher import teacher_source
+
+    params = load_params(params_file)
+    if params.data.corpus is None:
+        raise click.UsageError("data.corpus is null: run `effbert fetch-data` first")
+    source = tracking.project_root() / params.data.corpus
+    procs = num_proc or params.data.num_proc
+    click.echo(f"corpus {source}, data.max_seq_length {params.data.max_seq_length}, {procs} tokenising process(es)")
+    click.echo(
+        f"{'scale':>5} {'corpus MB':>9} {'documents':>9} {'sequences':>9} {'seconds':>7} {'anon before':>11} "
+        f"{'anon peak':>9} {'anon growth':>11} {'RSS before':>10} {'RSS peak':>8} {'workers RSS':>11}  (MiB)"
+    )
+    for scale in (int(s) for s in scales.split(",")):
+        f = measure_scale(source, scale, teacher_source(params), params.data.max_seq_length, procs)
+        click.echo(
+            f"{f.scale:>5} {f.corpus_mb:>9.1f} {f.documents:>9} {f.sequences:>9} {f.seconds:>7.1f} "
+            f"{f.baseline_anon_mb:>11.0f} {f.peak_anon_mb:>9.0f} {f.peak_anon_mb - f.baseline_anon_mb:>11.0f} "
+            f"{f.baseline_rss_mb:>10.0f} {f.peak_rss_mb:>8.0f} {f.workers_peak_rss_mb:>11.0f}"
+        )
+
+
 @click.command("bench")
 @click.option("--threads", type=int, default=None, help="torch intra-op threads  [default: torch's, printed]")
 @click.option("--runs", type=int, default=20, show_default=True, help="Timed runs per model and batch (>= 20).")

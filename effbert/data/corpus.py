@@ -1,4 +1,9 @@
-"""Raw-text corpus reader for task-agnostic distillation: documents as lists of sentences.
+"""Raw-text corpus reader for task-agnostic distillation: documents as lists of sentences, streamed.
+
+Nothing here holds the corpus in memory: files are read line by line (:func:`iter_documents` yields one document
+at a time), and :func:`pack_corpus` writes Arrow shards through ``datasets`` (documents, then their tokens from
+``datasets.map`` with ``num_proc`` workers, then the packed rows), so a Wikipedia-sized corpus prepares in bounded
+memory (``effbert corpus-memory`` measures it).
 
 Two formats are recognised per file:
 
@@ -14,10 +19,10 @@ from __future__ import annotations
 import logging
 import random
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from effbert.data.textio import read_utf8
 from effbert.errors import DataFormatError
 
 logger = logging.getLogger(__name__)
@@ -76,33 +81,56 @@ def split_sentences(text: str) -> list[str]:
     return sentences
 
 
-def _read_text(path: Path) -> list[str]:
-    text = read_utf8(path)
-    return [ln.removesuffix("\r") for ln in text.split("\n")]
+DOCUMENT_BATCH = 32
+"""Documents per tokenising batch and per Arrow write: what bounds the preparation's memory (a Wikipedia article is
+a few thousand tokens; ``datasets`` would otherwise buffer 1,000 documents before writing)."""
+
+ROW_BATCH = 1000
+"""Packed rows (at most ``data.max_seq_length`` tokens each) per Arrow write."""
 
 
-def _wikitext_documents(lines: list[str]) -> list[list[str]]:
-    docs: list[list[str]] = [[]]
-    for line in lines:
-        if _ARTICLE.match(line):
-            docs.append([])
-        elif line.strip() and not _SUBHEADING.match(line):
-            docs[-1].extend(split_sentences(line))
-    return docs
+def iter_lines(path: Path) -> Iterator[str]:
+    """The lines of a UTF-8 file, streamed: no line end (``\\n``, a trailing ``\\r``), a leading BOM dropped.
+
+    Raises:
+        DataFormatError: a line is not UTF-8 (the message names its line and the byte offset in the file).
+    """
+    offset = 0
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                message = f"not valid UTF-8 ({exc.reason} at byte {offset + exc.start})"
+                raise DataFormatError(path, number, message) from None
+            offset += len(raw)
+            if number == 1:
+                line = line.removeprefix("\ufeff")
+            yield line.removesuffix("\n").removesuffix("\r")
 
 
-def _plain_documents(lines: list[str]) -> list[list[str]]:
-    docs: list[list[str]] = [[]]
-    for line in lines:
-        if not line.strip():
-            if docs[-1]:
-                docs.append([])
+def _file_documents(path: Path) -> Iterator[list[str]]:
+    """One file's non-empty documents in order (WikiText raw or plain text, detected by a first streamed pass)."""
+    is_wikitext = any(_ARTICLE.match(line) for line in iter_lines(path))
+    current: list[str] = []
+    for line in iter_lines(path):
+        if is_wikitext:
+            boundary = bool(_ARTICLE.match(line))
+            text = "" if boundary or _SUBHEADING.match(line) else line
         else:
-            docs[-1].extend(split_sentences(line))
-    return docs
+            boundary, text = not line.strip(), line
+        if boundary:
+            if current:
+                yield current
+            current = []
+        elif text.strip():
+            current.extend(split_sentences(text))
+    if current:
+        yield current
 
 
-def _corpus_files(path: Path) -> list[Path]:
+def corpus_files(path: Path) -> list[Path]:
+    """The corpus file ``path``, or the ``*.txt``/``*.raw`` files of folder ``path`` in sorted order."""
     if path.is_file():
         return [path]
     if path.is_dir():
@@ -110,30 +138,35 @@ def _corpus_files(path: Path) -> list[Path]:
     raise DataFormatError(path, None, "corpus path not found (expected a text file or a folder of *.txt/*.raw)")
 
 
-def read_documents(path: str | Path) -> list[list[str]]:
-    """Read a corpus file, or every ``*.txt``/``*.raw`` file of a folder in sorted order, into documents.
+def iter_documents(path: str | Path, max_documents: int | None = None) -> Iterator[list[str]]:
+    """Stream the documents of a corpus file, or of every ``*.txt``/``*.raw`` file of a folder in sorted order.
 
     Args:
         path: a text file or a folder of text files (WikiText raw or plain text, detected per file).
+        max_documents: stop after this many documents (None: all).
 
-    Returns:
-        Documents, each a non-empty list of sentences; empty documents are dropped.
+    Yields:
+        Documents, each a non-empty list of sentences, one at a time (empty documents are dropped).
 
     Raises:
         DataFormatError: the path does not exist, a file is not UTF-8 (with the line), or no document was found.
     """
     path = Path(path)
-    documents: list[list[str]] = []
-    for file in _corpus_files(path):
-        lines = _read_text(file)
-        is_wikitext = any(_ARTICLE.match(line) for line in lines)
-        docs = _wikitext_documents(lines) if is_wikitext else _plain_documents(lines)
-        docs = [d for d in docs if d]
-        logger.debug("%s: %d documents (%s)", file, len(docs), "wikitext" if is_wikitext else "plain text")
-        documents.extend(docs)
-    if not documents:
+    count = 0
+    for file in corpus_files(path):
+        for document in _file_documents(file):
+            yield document
+            count += 1
+            if max_documents is not None and count >= max_documents:
+                return
+        logger.debug("%s: %d documents so far", file, count)
+    if not count:
         raise DataFormatError(path, None, "no documents found (files are empty or there are no *.txt/*.raw files)")
-    return documents
+
+
+def read_documents(path: str | Path) -> list[list[str]]:
+    """Every document of :func:`iter_documents` in a list (small corpora and tests; the stage streams)."""
+    return list(iter_documents(path))
 
 
 def pack_units(token_lists: list[list[int]], max_tokens: int) -> list[list[list[int]]]:
@@ -196,8 +229,32 @@ def split_pair(units: list[list[int]], rng: random.Random) -> tuple[list[int], l
     return [t for unit in units[:cut] for t in unit], [t for unit in units[cut:] for t in unit]
 
 
+def document_rows(
+    doc_id: int, sentence_ids: list[list[int]], cls_id: int, sep_id: int, max_seq_length: int, rng: random.Random
+) -> Iterator[dict[str, Any]]:
+    """One document's ``[CLS] A [SEP] B [SEP]`` rows (see :func:`pack_corpus`), split points drawn from ``rng``."""
+    for units in pack_units(sentence_ids, max_seq_length - 3):
+        first, second = split_pair(units, rng)
+        segment_a = [cls_id, *first, sep_id]
+        segment_b = [*second, sep_id] if second else []
+        input_ids = segment_a + segment_b
+        yield {
+            "doc": doc_id,
+            "input_ids": input_ids,
+            "token_type_ids": [0] * len(segment_a) + [1] * len(segment_b),
+            "attention_mask": [1] * len(input_ids),
+        }
+
+
 def pack_corpus(
-    documents: list[list[str]], tokenizer: Any, max_seq_length: int, fp: str, seed: int
+    documents: Iterable[list[str]],
+    tokenizer: Any,
+    max_seq_length: int,
+    fp: str,
+    seed: int,
+    *,
+    work_dir: Path,
+    num_proc: int = 1,
 ) -> tuple[Any, dict[str, Any]]:
     """Tokenise the documents and pack each one's sentences into ``[CLS] A [SEP] B [SEP]`` sentence-pair rows.
 
@@ -208,12 +265,18 @@ def pack_corpus(
     every pair task and SQuAD use. A chunk of a single unit becomes ``[CLS] A [SEP]`` with segment 0. Every token of
     every document lands in exactly one row, in order.
 
+    Memory stays bounded whatever the corpus size: the documents (an iterable, e.g. :func:`iter_documents`) are
+    written to Arrow as they come, tokenised by ``datasets.map`` in ``num_proc`` processes, and packed in one
+    ordered pass (one seeded generator, so the rows do not depend on ``num_proc``) into Arrow again.
+
     Args:
-        documents: from :func:`read_documents`.
+        documents: lists of sentences, e.g. from :func:`iter_documents`.
         tokenizer: the teacher's tokenizer.
         max_seq_length: the longest row, special tokens included (at least 4).
         fp: the dataset's fingerprint (keeps the saved Arrow bytes stable).
         seed: seeds the choice of each split point.
+        work_dir: where the Arrow files live (the returned dataset is backed by them: save it before removing it).
+        num_proc: tokenisation processes.
 
     Returns:
         (a ``datasets.Dataset`` with ``doc``, ``input_ids``, ``token_type_ids``, ``attention_mask``; counts:
@@ -226,34 +289,81 @@ def pack_corpus(
 
     if max_seq_length < 4:
         raise ValueError(f"max_seq_length must be >= 4 for [CLS] A [SEP] B [SEP] rows, got {max_seq_length}")
-    rng = random.Random(seed)
+    ids = datasets.Sequence(datasets.Value("int64"))
+    text = _generate(
+        lambda: ({"doc": i, "sentences": d} for i, d in enumerate(documents)),
+        {"doc": datasets.Value("int64"), "sentences": datasets.Sequence(datasets.Value("string"))},
+        work_dir / "documents",
+        f"{fp}-documents",
+        DOCUMENT_BATCH,
+    )
+
+    tokens = _tokenised(text, tokenizer, fp, num_proc)
     cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
-    rows: list[dict[str, Any]] = []
-    for doc_id, sentences in enumerate(documents):
-        ids = tokenizer(sentences, add_special_tokens=False)["input_ids"]
-        for units in pack_units(ids, max_seq_length - 3):
-            first, second = split_pair(units, rng)
-            segment_a = [cls_id, *first, sep_id]
-            segment_b = [*second, sep_id] if second else []
-            input_ids = segment_a + segment_b
-            token_type_ids = [0] * len(segment_a) + [1] * len(segment_b)
-            rows.append(
-                {
-                    "doc": doc_id,
-                    "input_ids": input_ids,
-                    "token_type_ids": token_type_ids,
-                    "attention_mask": [1] * len(input_ids),
-                }
-            )
-    if not rows:
+
+    def packed() -> Iterator[dict[str, Any]]:
+        rng = random.Random(seed)
+        for batch in tokens.iter(batch_size=DOCUMENT_BATCH):
+            for doc_id, sentence_ids in zip(batch["doc"], batch["sentence_ids"], strict=True):
+                yield from document_rows(doc_id, sentence_ids, cls_id, sep_id, max_seq_length, rng)
+
+    row_features = {"doc": datasets.Value("int64"), "input_ids": ids, "token_type_ids": ids, "attention_mask": ids}
+    dataset = _generate(packed, row_features, work_dir / "rows", fp, ROW_BATCH)
+    if not len(dataset):
         raise ValueError("the corpus produced no sequences")
-    dataset = datasets.Dataset.from_list(rows).flatten_indices(new_fingerprint=fp)
-    lengths = [len(r["input_ids"]) for r in rows]
-    counts = {
-        "documents": len(documents),
-        "sequences": len(rows),
-        "pair_sequences": sum(1 for r in rows if r["token_type_ids"][-1] == 1),
-        "tokens": sum(lengths),
-        "mean_length": sum(lengths) / len(lengths),
-    }
-    return dataset, counts
+    return dataset, _counts(dataset, documents=len(text))
+
+
+def _tokenised(text: Any, tokenizer: Any, fp: str, num_proc: int) -> Any:
+    """The documents' sentences as token ids (``doc``, ``sentence_ids``), ``num_proc`` processes, order kept."""
+    import datasets
+
+    def tokenise(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        sentences = batch["sentences"]
+        return {"sentence_ids": [tokenizer(s, add_special_tokens=False)["input_ids"] if s else [] for s in sentences]}
+
+    ids = datasets.Sequence(datasets.Value("int64"))
+    return text.map(
+        tokenise,
+        batched=True,
+        batch_size=DOCUMENT_BATCH,
+        writer_batch_size=DOCUMENT_BATCH,
+        num_proc=num_proc if num_proc > 1 else None,
+        remove_columns=["sentences"],
+        features=datasets.Features({"doc": datasets.Value("int64"), "sentence_ids": datasets.Sequence(ids)}),
+        new_fingerprint=f"{fp}-tokens",
+        desc="tokenising the corpus",
+    )
+
+
+def _counts(dataset: Any, documents: int) -> dict[str, Any]:
+    """documents, sequences, pair_sequences, tokens and mean length of packed rows, read in Arrow batches."""
+    counts: dict[str, Any] = {"documents": documents, "sequences": len(dataset), "pair_sequences": 0, "tokens": 0}
+    for batch in dataset.with_format("arrow").iter(batch_size=ROW_BATCH):
+        lengths = batch["input_ids"].combine_chunks().value_lengths().to_numpy()
+        segments = batch["token_type_ids"].combine_chunks()
+        last_segments = segments.values.to_numpy()[segments.offsets.to_numpy()[1:] - 1]  # a pair row ends in B
+        counts["tokens"] += int(lengths.sum())
+        counts["pair_sequences"] += int(last_segments.sum())
+    counts["mean_length"] = counts["tokens"] / counts["sequences"]
+    return counts
+
+
+def _generate(rows: Any, features: dict[str, Any], cache_dir: Path, fp: str, writer_batch_size: int) -> Any:
+    """``datasets.Dataset.from_generator`` into ``cache_dir`` with the fingerprint ``fp``, written every
+    ``writer_batch_size`` rows; a reader's `DataFormatError` raised inside the generator comes out as itself (one
+    line naming the file and line)."""
+    import datasets
+
+    try:
+        return datasets.Dataset.from_generator(
+            rows,
+            features=datasets.Features(features),
+            cache_dir=str(cache_dir),
+            fingerprint=fp,
+            writer_batch_size=writer_batch_size,
+        )
+    except datasets.exceptions.DatasetGenerationError as err:
+        if isinstance(err.__cause__, DataFormatError):
+            raise err.__cause__ from None
+        raise

