@@ -9,6 +9,7 @@ lists it), so a stage's process imports exactly its own recipe and what that rec
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Any
 
@@ -76,7 +77,16 @@ class _Group(click.Group):
         return command
 
     def invoke(self, ctx: click.Context) -> Any:
+        from effbert import launch
+
         try:
+            torchrun = launch.relaunch(sys.argv[1:])
+            if torchrun is not None:  # launch.train_gpus > 1: this training stage runs on that many processes
+                argv, env = torchrun
+                os.environ.update(env)
+                sys.stdout.flush()
+                os.execv(argv[0], argv)
+            launch.set_local_device()
             return super().invoke(ctx)
         except EffbertError as err:
             click.echo(f"effbert: error: {err}", err=True)

@@ -15,17 +15,6 @@ from typing import Any
 from effbert import code_deps
 
 # Stage families that train a network: Snakemake gives their jobs the `gpu` resource on clusters.
-TRAINING_STAGES = frozenset(
-    {
-        "finetune_teacher",
-        "warmup_kd",
-        "search_stage1",
-        "search_stage2",
-        "search_stage3",
-        "final_distill_general",
-        "final_distill",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -65,8 +54,16 @@ class StageSpec:
         return re.sub(r"\W", "_", self.name)
 
     @property
+    def command(self) -> str:
+        """The ``effbert`` subcommand the stage runs (``finetune-teacher``)."""
+        return self.cmd.split()[1]
+
+    @property
     def is_training(self) -> bool:
-        return self.family in TRAINING_STAGES
+        """Whether the stage trains (a GPU job under SLURM: `effbert.launch.GPU_COMMANDS`)."""
+        from effbert.launch import GPU_COMMANDS
+
+        return self.command in GPU_COMMANDS
 
 
 def _lookup(params: dict[str, Any], dotted: str) -> Any:

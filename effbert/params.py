@@ -567,6 +567,14 @@ class TrackingParams(_Section):
     tracking_uri: str | None = None  # null = sqlite:///<root>/mlflow.db
 
 
+class LaunchParams(_Section):
+    """``launch``: how the training stages run (execution settings like the device, recorded in each stage's run
+    and lineage, not DVC params: `effbert.launch`)."""
+
+    train_gpus: PositiveInt = 1  # processes per training stage, one per GPU (CPU: gloo); > 1 runs it under torchrun
+    tf32: bool = True  # TF32 matmuls and convolutions on CUDA GPUs that have them (Ampere and later)
+
+
 class Params(_Section):
     """The whole ``params.yaml``."""
 
@@ -590,6 +598,7 @@ class Params(_Section):
     export: ExportParams = ExportParams()
     report: ReportParams = ReportParams()
     tracking: TrackingParams = TrackingParams()
+    launch: LaunchParams = LaunchParams()
 
     @field_validator("tasks")
     @classmethod

@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
@@ -26,7 +27,7 @@ from typing import Any
 
 import click
 
-from effbert import tracking
+from effbert import launch, tracking
 from effbert.errors import EffbertError
 from effbert.params import Params, section_digest
 
@@ -119,6 +120,14 @@ def stage_context(
     """
     root = tracking.project_root()
     log_file = root / "logs" / (instance.replace("@", "/").replace("-", "/", 1) + ".log")
+    if not launch.is_main_process():  # a distributed stage's other processes: train, write and record nothing
+        with tempfile.TemporaryDirectory(prefix=f"effbert-rank{launch.rank()}-") as scratch:
+            tmp_dirs = [Path(scratch) / f"output-{i}" for i in range(len(outputs))]
+            for tmp in tmp_dirs:
+                tmp.mkdir()
+            with stage_logging(log_file.with_suffix(f".rank{launch.rank()}.log")):
+                yield tracking.StageRun(tracking.NullBackend(), "", name), tmp_dirs
+        return
     with ExitStack() as stack:
         tmp_dirs = [stack.enter_context(atomic_dir(out)) for out in outputs]
         run = stack.enter_context(
@@ -142,15 +151,30 @@ def stage_context(
 
 def resolve_bf16(params: Params, run: tracking.StageRun) -> bool:
     """Whether this stage runs under bf16 autocast (params key ``bf16``, ``auto`` resolved on this machine); the
-    device, the setting, the outcome and the CPU's native-bf16 flags go to the run's tags and ``lineage.json``."""
+    device, the setting, the outcome, the CPU's native-bf16 flags, TF32 on CUDA (``launch.tf32``, set here) and the
+    number of training processes go to the run's tags and ``lineage.json``."""
     from effbert.compute import bf16_native, cpu_bf16_flags, device, use_bf16
 
     dev = device()
     enabled = use_bf16(params.bf16, dev)
     native = bf16_native(dev)
     flags = ",".join(cpu_bf16_flags()) or "none"
+    tf32 = dev == "cuda" and params.launch.tf32
+    if dev == "cuda":
+        import torch
+
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
     run.record_compute(
-        {"device": dev, "bf16": enabled, "bf16_setting": params.bf16, "bf16_native": native, "cpu_bf16_flags": flags}
+        {
+            "device": dev,
+            "bf16": enabled,
+            "bf16_setting": params.bf16,
+            "bf16_native": native,
+            "cpu_bf16_flags": flags,
+            "tf32": tf32,
+            "processes": launch.world_size(),
+        }
     )
     log.info(
         "compute: %s, bf16 autocast %s (bf16: %s; native bf16: %s)",

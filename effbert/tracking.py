@@ -255,6 +255,27 @@ def stage_backend(configured_uri: str | None, experiment: str) -> Any:
     return MlflowBackend(configured_uri, experiment)
 
 
+class NullBackend:
+    """A backend that records nothing: the runs of a distributed stage's processes other than rank 0 (rank 0
+    records the stage; `effbert.launch`)."""
+
+    def describe(self) -> dict[str, str]:
+        return {"uri": "", "experiment": ""}
+
+    def start_run(self, run_name: str, parent_run_id: str | None, tags: dict[str, str], start_time: int) -> str:
+        return ""
+
+    def child_run(
+        self, parent_run_id: str, name: str, params: dict[str, str], metrics: dict[str, float], tags: dict[str, str]
+    ) -> str:
+        return ""
+
+    def __getattr__(self, name: str) -> Any:
+        if name in MlflowBackend.OPS:
+            return lambda **kwargs: None  # log_params, log_metrics, log_artifact, set_tags, log_input, end_run
+        raise AttributeError(name)
+
+
 class StageRun:
     """The MLflow child run of one stage execution (see :func:`stage_run`).
 

@@ -69,6 +69,14 @@ def test_rule_params_mirror_dvc_params() -> None:
     assert teacher.params["seed"] == 42
     assert "learning_rate" in teacher.params["finetune_teacher"]
     assert teacher.is_training and not stages["evaluate@teacher-sst2"].is_training
+    assert all(stages[f"{m}@sst2"].is_training for m in ("tinybert", "theseus", "dynabert", "fastbert"))
+
+
+def test_every_training_command_is_a_command() -> None:
+    from effbert.cli import COMMANDS
+    from effbert.launch import DDP_COMMANDS, GPU_COMMANDS
+
+    assert DDP_COMMANDS < GPU_COMMANDS <= set(COMMANDS)
 
 
 def test_inputs_map_onto_producing_outputs() -> None:

