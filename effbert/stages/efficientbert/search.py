@@ -98,10 +98,13 @@ class StageInputs:
 
 
 def stage_tasks(params: Params, number: int) -> list[str]:
-    """The tasks whose data and fine-tuned teacher a stage reads: the proxy task; stage 3 every sentence task."""
+    """The tasks whose data and fine-tuned teacher a stage reads: the proxy task; stage 3 every sentence task but
+    those the paper leaves out of its multi-task KD (`weight_sharing.MULTITASK_EXCLUDED`: WNLI)."""
+    from effbert.methods.efficientbert.search.weight_sharing import MULTITASK_EXCLUDED
+
     if number < 3:
         return [params.proxy_task]
-    return [t for t in params.tasks if get_task(t).kind != "span"]
+    return [t for t in params.tasks if get_task(t).kind != "span" and t not in MULTITASK_EXCLUDED]
 
 
 def _command(number: int, title: str) -> click.Command:

@@ -40,6 +40,7 @@ from effbert.training import build_trainer, train, training_arguments
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "MULTITASK_EXCLUDED",
     "MultiTaskCollator",
     "MultiTaskDistillation",
     "heldout_scorer",
@@ -49,6 +50,11 @@ __all__ = [
     "task_heads",
     "train_weight_sharing",
 ]
+
+
+MULTITASK_EXCLUDED = frozenset({"wnli"})
+"""Sentence tasks left out of stage 3's multi-task KD: the paper's 8 GLUE tasks leave out WNLI (its train and dev
+sets are built adversarially: a model fitted to train scores under the majority class on dev)."""
 
 
 def step_rng(seed: int, phase: str, step: int) -> random.Random:
