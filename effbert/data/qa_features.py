@@ -1,14 +1,17 @@
 """Sliding-window features and answer postprocessing for span QA (SQuAD v1.1 / v2.0).
 
-Windows come from a fast tokenizer's overflow mechanism: ``doc_stride`` is the number of context tokens two
-consecutive windows share (Hugging Face ``stride`` semantics). Questions are cut to ``max_query_length``
-WordPiece tokens before pairing. Everything here is pure: no file I/O and no model code.
+Windows come from a fast tokenizer's overflow mechanism, laid out by one of two rules (`Windows`): a window starts
+every ``doc_stride`` context tokens (the official BERT and EfficientBERT meaning of ``doc_stride``), or neighbouring
+windows share ``overlap`` context tokens (the Hugging Face ``stride`` meaning). The two differ because a window's
+context room depends on its question's length. Questions are cut to ``max_query_length`` WordPiece tokens before
+pairing. Everything here is pure: no file I/O and no model code.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,26 +37,70 @@ def _truncate_questions(
     return out
 
 
-def _tokenize(
-    batch: Mapping[str, list],
-    tokenizer: PreTrainedTokenizerBase,
-    max_seq_length: int,
-    doc_stride: int,
-    max_query_length: int,
-) -> BatchEncoding:
-    """Tokenise (question, context) pairs into overlapping, padded windows."""
-    questions = _truncate_questions(batch["question"], tokenizer, max_query_length)
-    return tokenizer(
-        questions,
-        list(batch["context"]),
-        truncation="only_second",
-        max_length=max_seq_length,
-        stride=doc_stride,
-        return_overflowing_tokens=True,
-        return_offsets_mapping=True,
-        return_token_type_ids=True,
-        padding="max_length",
-    )
+@dataclass(frozen=True)
+class Windows:
+    """How a SQuAD example is cut into windows of ``max_seq_length`` tokens (special tokens and padding included).
+
+    Exactly one rule is set: ``doc_stride`` (a window starts every ``doc_stride`` context tokens, as BERT's
+    official ``run_squad.py`` and EfficientBERT lay them out) or ``overlap`` (neighbouring windows share ``overlap``
+    context tokens, Hugging Face's ``stride``).
+    """
+
+    max_seq_length: int
+    max_query_length: int
+    doc_stride: int | None = None
+    overlap: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.doc_stride is None) == (self.overlap is None):
+            raise ValueError("SQuAD windows: set exactly one of doc_stride and overlap")
+
+    def overlap_for(self, question_tokens: int) -> int:
+        """The Hugging Face ``stride`` (shared context tokens) of an example whose question has this many tokens:
+        under ``doc_stride`` its context room minus the step (0 when the step is at least the room)."""
+        if self.overlap is not None:
+            return self.overlap
+        assert self.doc_stride is not None
+        room = self.max_seq_length - question_tokens - 3  # [CLS] question [SEP] context [SEP]
+        return max(room - self.doc_stride, 0)
+
+
+def _tokenize(batch: Mapping[str, list], tokenizer: PreTrainedTokenizerBase, windows: Windows) -> BatchEncoding:
+    """Tokenise (question, context) pairs into padded windows laid out by ``windows``; the windows come in example
+    order (``overflow_to_sample_mapping`` indexes ``batch``)."""
+    questions = _truncate_questions(batch["question"], tokenizer, windows.max_query_length)
+    lengths = [len(ids) for ids in tokenizer(questions, add_special_tokens=False)["input_ids"]]
+    groups: dict[int, list[int]] = defaultdict(list)  # one tokenizer call per overlap value
+    for i, length in enumerate(lengths):
+        groups[windows.overlap_for(length)].append(i)
+    encoded: dict[int, tuple[BatchEncoding, list[int]]] = {}
+    for overlap, members in groups.items():
+        enc = tokenizer(
+            [questions[i] for i in members],
+            [batch["context"][i] for i in members],
+            truncation="only_second",
+            max_length=windows.max_seq_length,
+            stride=overlap,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+            return_token_type_ids=True,
+            padding="max_length",
+        )
+        for row, member in enumerate(enc["overflow_to_sample_mapping"]):
+            encoded.setdefault(members[member], (enc, []))[1].append(row)
+    if len(groups) == 1:
+        return enc
+    data: dict[str, list[Any]] = defaultdict(list)
+    encodings = []
+    for example in range(len(questions)):
+        enc, rows = encoded[example]
+        for row in rows:
+            for key in ("input_ids", "token_type_ids", "attention_mask", "offset_mapping"):
+                data[key].append(enc[key][row])
+            data["overflow_to_sample_mapping"].append(example)
+            assert enc.encodings is not None  # a fast tokenizer's output
+            encodings.append(enc.encodings[row])
+    return BatchEncoding(dict(data), encoding=encodings)
 
 
 def _answer_span(answers: Mapping[str, list], context: str) -> tuple[int, int] | None:
@@ -70,26 +117,20 @@ def _answer_span(answers: Mapping[str, list], context: str) -> tuple[int, int] |
 
 
 def prepare_train_features(
-    batch: dict[str, list],
-    tokenizer: PreTrainedTokenizerBase,
-    max_seq_length: int,
-    doc_stride: int,
-    max_query_length: int,
+    batch: dict[str, list], tokenizer: PreTrainedTokenizerBase, windows: Windows
 ) -> dict[str, list]:
     """Turn a batch of examples into training windows with start/end token labels.
 
     Args:
         batch: columns ``question``, ``context``, ``answers`` (and optional ``is_impossible``).
         tokenizer: a fast tokenizer (offset mappings are needed).
-        max_seq_length: window length in tokens, including special tokens; windows are padded to it.
-        doc_stride: context tokens shared by consecutive windows of one example.
-        max_query_length: questions are cut to this many tokens.
+        windows: the window length (padded to it), the question cut and how windows follow each other.
 
     Returns:
         Columns ``input_ids``, ``token_type_ids``, ``attention_mask``, ``start_positions``, ``end_positions``.
         Windows without the whole first gold answer, and impossible questions, are labelled 0 ([CLS]).
     """
-    enc = _tokenize(batch, tokenizer, max_seq_length, doc_stride, max_query_length)
+    enc = _tokenize(batch, tokenizer, windows)
     impossible = batch.get("is_impossible") or [False] * len(batch["context"])
     starts: list[int] = []
     ends: list[int] = []
@@ -117,23 +158,19 @@ def prepare_train_features(
 
 
 def prepare_eval_features(
-    batch: dict[str, list],
-    tokenizer: PreTrainedTokenizerBase,
-    max_seq_length: int,
-    doc_stride: int,
-    max_query_length: int,
+    batch: dict[str, list], tokenizer: PreTrainedTokenizerBase, windows: Windows
 ) -> dict[str, list]:
     """Turn a batch of examples into evaluation windows that remember their example and context offsets.
 
     Args:
         batch: columns ``id``, ``question``, ``context``.
-        tokenizer, max_seq_length, doc_stride, max_query_length: as for :func:`prepare_train_features`.
+        tokenizer, windows: as for :func:`prepare_train_features`.
 
     Returns:
         Columns ``input_ids``, ``token_type_ids``, ``attention_mask``, ``example_id`` and ``offset_mapping``
         (``[start, end]`` character offsets for context tokens, None for question, special and padding tokens).
     """
-    enc = _tokenize(batch, tokenizer, max_seq_length, doc_stride, max_query_length)
+    enc = _tokenize(batch, tokenizer, windows)
     example_ids: list[str] = []
     offset_mapping: list[list[list[int] | None]] = []
     for i, sample in enumerate(enc["overflow_to_sample_mapping"]):

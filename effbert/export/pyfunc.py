@@ -69,7 +69,8 @@ def pyfunc_config(params: Params, task: str) -> dict[str, Any]:
         task: task id.
 
     Returns:
-        Plain JSON values: ``task``, ``max_seq_length``, ``doc_stride``, ``max_query_length``, ``batch_size``,
+        Plain JSON values: ``task``, ``max_seq_length``, ``doc_stride`` or ``window_overlap`` (SQuAD's window rule,
+        the other null), ``max_query_length``, ``batch_size``,
         ``n_best``, ``max_answer_length``, ``null_threshold``.
 
     Raises:
@@ -81,6 +82,7 @@ def pyfunc_config(params: Params, task: str) -> dict[str, Any]:
         "task": task,
         "max_seq_length": data.max_seq_length,
         "doc_stride": data.doc_stride,
+        "window_overlap": data.window_overlap,
         "max_query_length": data.max_query_length,
         "batch_size": evaluate.batch_size,
         "n_best": evaluate.n_best,
@@ -221,7 +223,7 @@ class EffBertPyfunc(PythonModel):
         """Answer texts (slices of each context) for SQuAD rows."""
         from effbert.data.fingerprint import fingerprint
         from effbert.data.prepare import tokenize_squad
-        from effbert.data.qa_features import postprocess_predictions
+        from effbert.data.qa_features import Windows, postprocess_predictions
         from effbert.eval.inference import predict_logits
 
         ids = [str(i) for i in frame["id"]] if "id" in frame.columns else [str(i) for i in range(len(frame))]
@@ -234,9 +236,12 @@ class EffBertPyfunc(PythonModel):
         features = tokenize_squad(
             examples,
             self.tokenizer,
-            max_seq_length=self.config["max_seq_length"],
-            doc_stride=self.config["doc_stride"],
-            max_query_length=self.config["max_query_length"],
+            windows=Windows(
+                max_seq_length=self.config["max_seq_length"],
+                max_query_length=self.config["max_query_length"],
+                doc_stride=self.config["doc_stride"],
+                overlap=self.config.get("window_overlap"),
+            ),
             for_training=False,
             fp=fingerprint("pyfunc", spec.name, examples),
         )

@@ -33,6 +33,7 @@ PARAMS = (
     "data.max_seq_length",
     "data.max_query_length",
     "data.doc_stride",
+    "data.window_overlap",
     "finetune_teacher.model",
 )
 """The params this stage reads (dvc.yaml lists the same keys; tests/test_code_deps.py checks it)."""

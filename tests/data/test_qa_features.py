@@ -22,11 +22,13 @@ from transformers import AutoTokenizer
 
 from effbert.data.qa_features import (
     postprocess_predictions,
+    Windows,
     prepare_eval_features,
     prepare_train_features,
 )
 
 SEQ, STRIDE, QUERY = 128, 32, 64
+OVERLAP = Windows(max_seq_length=SEQ, max_query_length=QUERY, overlap=STRIDE)
 # shared/ lies beside the project root; EFFBERT_SQUAD_DEV overrides.
 _DEFAULT_DEV = Path(__file__).resolve().parents[3] / "shared" / "data" / "squad" / "dev-v1.1.json"
 SQUAD_DEV = Path(os.environ.get("EFFBERT_SQUAD_DEV", _DEFAULT_DEV))
@@ -86,7 +88,7 @@ def _gold_tokens(offsets: list, start_char: int, end_char: int) -> tuple[int, in
 def test_train_labels_decode_to_gold_answer(tokenizer: Any, examples: list[dict[str, Any]]) -> None:
     ok = 0
     for ex in examples:
-        feats = prepare_train_features(_batch([ex]), tokenizer, SEQ, STRIDE, QUERY)
+        feats = prepare_train_features(_batch([ex]), tokenizer, OVERLAP)
         assert all(len(ids) == SEQ for ids in feats["input_ids"])
         assert all(len(m) == SEQ for m in feats["attention_mask"] + feats["token_type_ids"])
         pairs = [(s, e) for s, e in zip(feats["start_positions"], feats["end_positions"], strict=True) if s > 0]
@@ -108,7 +110,7 @@ def test_oracle_logits_reproduce_gold_text(tokenizer: Any, examples: list[dict[s
         prepare_eval_features,
         batched=True,
         remove_columns=ds.column_names,
-        fn_kwargs={"tokenizer": tokenizer, "max_seq_length": SEQ, "doc_stride": STRIDE, "max_query_length": QUERY},
+        fn_kwargs={"tokenizer": tokenizer, "windows": OVERLAP},
     )
     rng = np.random.default_rng(0)
     start_logits = rng.normal(0.0, 1.0, (len(feats), SEQ))
@@ -138,10 +140,35 @@ def test_oracle_logits_reproduce_gold_text(tokenizer: Any, examples: list[dict[s
     assert preds_list == preds
 
 
+def test_official_doc_stride_starts_a_window_every_doc_stride_context_tokens(
+    tokenizer: Any, examples: list[dict[str, Any]]
+) -> None:
+    """BERT's run_squad.py: whatever the question's length, the next window starts doc_stride context tokens after
+    the previous one (the last one may be short); a batch mixing question lengths keeps its examples in order."""
+    long = [ex for ex in examples if len(tokenizer(ex["context"], add_special_tokens=False)["input_ids"]) > 2 * SEQ]
+    long = long[:12]
+    assert len({len(tokenizer(ex["question"])["input_ids"]) for ex in long}) > 2  # several question lengths
+    official = Windows(max_seq_length=SEQ, max_query_length=QUERY, doc_stride=STRIDE)
+    feats = prepare_eval_features(_batch(long), tokenizer, official)
+    assert feats["example_id"] == sorted(feats["example_id"], key=[ex["id"] for ex in long].index)
+    for ex in long:
+        full = tokenizer(ex["context"], add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        position = {tuple(o): j for j, o in enumerate(full)}
+        rows = [i for i, eid in enumerate(feats["example_id"]) if eid == ex["id"]]
+        starts = [position[tuple(next(o for o in feats["offset_mapping"][i] if o is not None))] for i in rows]
+        assert starts == [STRIDE * k for k in range(len(rows))]
+        last = [o for o in feats["offset_mapping"][rows[-1]] if o is not None]
+        assert tuple(last[-1]) == tuple(full[-1])  # the windows cover the context
+    train = prepare_train_features(_batch(long), tokenizer, official)
+    assert len(train["input_ids"]) == len(feats["input_ids"])
+    with pytest.raises(ValueError, match="exactly one"):
+        Windows(max_seq_length=SEQ, max_query_length=QUERY, doc_stride=STRIDE, overlap=STRIDE)
+
+
 def test_long_context_windows_overlap_by_stride(tokenizer: Any, examples: list[dict[str, Any]]) -> None:
     long = [ex for ex in examples if len(tokenizer(ex["context"], add_special_tokens=False)["input_ids"]) > 2 * SEQ]
     assert len(long) >= 10
-    feats = prepare_eval_features(_batch(long), tokenizer, SEQ, STRIDE, QUERY)
+    feats = prepare_eval_features(_batch(long), tokenizer, OVERLAP)
     for ex in long:
         idx = [i for i, eid in enumerate(feats["example_id"]) if eid == ex["id"]]
         assert len(idx) >= 3
@@ -156,13 +183,13 @@ def test_long_context_windows_overlap_by_stride(tokenizer: Any, examples: list[d
 
 def test_version_2_null_answer_and_threshold(tokenizer: Any, examples: list[dict[str, Any]]) -> None:
     ex = dict(examples[0], id="impossible-1", is_impossible=True, answers={"text": [], "answer_start": []})
-    train = prepare_train_features(_batch([ex]), tokenizer, SEQ, STRIDE, QUERY)
+    train = prepare_train_features(_batch([ex]), tokenizer, OVERLAP)
     assert set(train["start_positions"]) == set(train["end_positions"]) == {0}
     # An impossible flag wins even when an answer is present.
     flagged = dict(examples[0], is_impossible=True)
-    assert set(prepare_train_features(_batch([flagged]), tokenizer, SEQ, STRIDE, QUERY)["start_positions"]) == {0}
+    assert set(prepare_train_features(_batch([flagged]), tokenizer, OVERLAP)["start_positions"]) == {0}
 
-    feats = prepare_eval_features(_batch([ex]), tokenizer, SEQ, STRIDE, QUERY)
+    feats = prepare_eval_features(_batch([ex]), tokenizer, OVERLAP)
     n = len(feats["example_id"])
     start_logits, end_logits = np.zeros((n, SEQ)), np.zeros((n, SEQ))
     start_logits[:, 0] = end_logits[:, 0] = 5.0
@@ -195,22 +222,22 @@ def test_question_truncated_to_max_query_length(tokenizer: Any, examples: list[d
     assert len(full) > QUERY
     ex = dict(base, question=long_q)
     for feats in (
-        prepare_train_features(_batch([ex]), tokenizer, SEQ, STRIDE, QUERY),
-        prepare_eval_features(_batch([ex]), tokenizer, SEQ, STRIDE, QUERY),
+        prepare_train_features(_batch([ex]), tokenizer, OVERLAP),
+        prepare_eval_features(_batch([ex]), tokenizer, OVERLAP),
     ):
         for ids, types in zip(feats["input_ids"], feats["token_type_ids"], strict=True):
             q_len = types.index(1) - 2  # [CLS] question [SEP]
             assert q_len == QUERY
             assert ids[1 : 1 + QUERY] == full[:QUERY]
     # A short question is kept whole.
-    feats = prepare_eval_features(_batch([base]), tokenizer, SEQ, STRIDE, QUERY)
+    feats = prepare_eval_features(_batch([base]), tokenizer, OVERLAP)
     q_ids = tokenizer(base["question"], add_special_tokens=False)["input_ids"]
     assert feats["input_ids"][0][1 : 1 + len(q_ids)] == q_ids
     assert feats["input_ids"][0][1 + len(q_ids)] == tokenizer.sep_token_id
 
 
 def test_version_1_falls_back_when_top_k_has_no_valid_span(tokenizer: Any, examples: list[dict[str, Any]]) -> None:
-    feats = prepare_eval_features(_batch([examples[2]]), tokenizer, SEQ, STRIDE, QUERY)
+    feats = prepare_eval_features(_batch([examples[2]]), tokenizer, OVERLAP)
     n = len(feats["example_id"])
     start_logits, end_logits = np.zeros((n, SEQ)), np.zeros((n, SEQ))
     start_logits[:, 0] = end_logits[:, 0] = 50.0  # the top-1 start and end are [CLS], never a valid span

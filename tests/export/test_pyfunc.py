@@ -85,6 +85,7 @@ def test_config_signature_and_requirements() -> None:
         "task": "squad_v1",
         "max_seq_length": p.data.max_seq_length,
         "doc_stride": p.data.doc_stride,
+        "window_overlap": p.data.window_overlap,
         "max_query_length": p.data.max_query_length,
         "batch_size": p.evaluate.batch_size,
         "n_best": p.evaluate.n_best,
