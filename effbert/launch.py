@@ -102,3 +102,11 @@ def set_local_device() -> None:
 
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+
+
+def barrier() -> None:
+    """Wait for every process of a distributed stage (nothing to wait for in one process)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()

@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,7 +40,7 @@ from effbert.methods.dynabert.adaptive import AdaptiveDistiller, grid
 from effbert.methods.dynabert.evaluation import GRID_CONFIG_KEY, GRID_FILE
 from effbert.methods.dynabert.subnetworks import importance, rewire, subnetwork
 from effbert.params import DynaBertParams, MethodTraining, Params
-from effbert.training import TrainingOutcome, build_trainer, selection_arguments, train
+from effbert.training import TrainingOutcome, build_trainer, save_finished_phase, selection_arguments, train
 
 log = logging.getLogger(__name__)
 
@@ -226,14 +225,12 @@ def run_phase(
     trainer.compute_metrics = grid_metrics(spec, distiller.grid)
     log.info("%s phase: grid %s, %d training rows", folder.name, distiller.grid, len(rows.train))
     outcome = train(trainer, resume=True)
-    partial = folder / f"{DONE}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    save_model(distiller.student, str(partial / "model.safetensors"))
-    (partial / "outcome.json").write_text(json.dumps(asdict(outcome)) + "\n", encoding="utf-8")
-    for stale in folder.glob("checkpoint-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    partial.replace(done)
+
+    def write(partial: Path) -> None:
+        save_model(distiller.student, str(partial / "model.safetensors"))
+        (partial / "outcome.json").write_text(json.dumps(asdict(outcome)) + "\n", encoding="utf-8")
+
+    save_finished_phase(done, write, remove=sorted(folder.glob("checkpoint-*")))
     return PhaseResult(outcome, skipped=False)
 
 

@@ -24,7 +24,6 @@ import dataclasses
 import json
 import logging
 import math
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from effbert.data.tasks import TaskSpec, get_task
 from effbert.errors import EffbertError
 from effbert.methods.theseus.replacement import ReplacementSchedule, TheseusModel, replacement_callback
 from effbert.params import MethodTraining, TheseusParams
-from effbert.training import TrainingOutcome, build_trainer, selection_arguments, train
+from effbert.training import TrainingOutcome, build_trainer, save_finished_phase, selection_arguments, train
 
 log = logging.getLogger(__name__)
 
@@ -114,16 +113,16 @@ def phase_steps(section: MethodTraining, rows: int) -> int:
     return max(1, math.ceil(section.epochs * math.ceil(rows / section.batch_size)))
 
 
-def save_phase(directory: Path, model: TheseusModel, outcome: TrainingOutcome) -> None:
-    """Mark a finished phase: its successor weights and outcome, written to a sibling then renamed into place."""
+def save_phase(directory: Path, model: TheseusModel, outcome: TrainingOutcome, checkpoints: Path) -> None:
+    """Mark a finished phase: its successor weights and outcome (`save_finished_phase`: atomic, written once),
+    the phase's Trainer ``checkpoints`` removed."""
     from safetensors.torch import save_file
 
-    partial = directory.with_name(directory.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in model.successors.state_dict().items()}, str(partial / SUCCESSORS_FILE))
-    (partial / OUTCOME_FILE).write_text(json.dumps(dataclasses.asdict(outcome)) + "\n", encoding="utf-8")
-    partial.rename(directory)
+    def write(folder: Path) -> None:
+        save_file({k: v.contiguous() for k, v in model.successors.state_dict().items()}, str(folder / SUCCESSORS_FILE))
+        (folder / OUTCOME_FILE).write_text(json.dumps(dataclasses.asdict(outcome)) + "\n", encoding="utf-8")
+
+    save_finished_phase(directory, write, remove=[checkpoints])
 
 
 def load_phase(directory: Path, model: TheseusModel) -> TrainingOutcome | None:
@@ -202,8 +201,7 @@ def compress(
             last,
             schedule.full_replacement_step(),
         )
-    save_phase(done, model, outcome)
-    shutil.rmtree(checkpoints / "compress", ignore_errors=True)
+    save_phase(done, model, outcome, checkpoints / "compress")
     return outcome
 
 
@@ -235,8 +233,7 @@ def successor_finetune(
     log.info(
         "theseus successor fine-tuning: best held-out score %.4f at step %s", outcome.best_score, outcome.best_step
     )
-    save_phase(done, model, outcome)
-    shutil.rmtree(checkpoints / "finetune", ignore_errors=True)
+    save_phase(done, model, outcome, checkpoints / "finetune")
     return outcome
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,7 @@ from effbert.distill.trainer import DistillationModule, fit
 from effbert.errors import EffbertError
 from effbert.methods.tinybert.student import parameter_count, student_config
 from effbert.params import MethodTraining, Params, StudentParams
-from effbert.training import TrainingOutcome, selection_arguments, training_arguments
+from effbert.training import TrainingOutcome, save_finished_phase, selection_arguments, training_arguments
 
 log = logging.getLogger(__name__)
 
@@ -354,14 +353,13 @@ def run_intermediate(
         bf16=bf16,
         projection_from=general_dir,
     )
-    partial = checkpoints / f"{INTERMEDIATE_DONE}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    student.save_pretrained(str(partial))
-    save_projection(loss, partial)
-    save_outcome(outcome, partial / "outcome.json")
-    partial.replace(done)
-    shutil.rmtree(checkpoints / "trainer", ignore_errors=True)
+
+    def write(partial: Path) -> None:
+        student.save_pretrained(str(partial))
+        save_projection(loss, partial)
+        save_outcome(outcome, partial / "outcome.json")
+
+    save_finished_phase(done, write, remove=[checkpoints / "trainer"])
     return done
 
 
