@@ -50,6 +50,7 @@ COMMANDS: dict[str, str] = {
     "predict": "effbert.stages.predict_test:predict_command",
     "bench": "effbert.commands:bench_command",
     "corpus-memory": "effbert.commands:corpus_memory_command",
+    "estimate": "effbert.commands:estimate_command",
     "init-student": "effbert.commands:init_student_command",
     "code-deps": "effbert.commands:code_deps_command",
     "dynabert-extract": "effbert.stages.dynabert.extract:command",

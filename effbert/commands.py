@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -119,6 +120,99 @@ def corpus_memory_command(params_file: str, scales: str, num_proc: int | None) -
             f"{f.baseline_anon_mb:>11.0f} {f.peak_anon_mb:>9.0f} {f.peak_anon_mb - f.baseline_anon_mb:>11.0f} "
             f"{f.baseline_rss_mb:>10.0f} {f.peak_rss_mb:>8.0f} {f.workers_peak_rss_mb:>11.0f}"
         )
+
+
+@click.command("estimate")
+@params_option
+@click.option("--results", default="results", show_default=True, help="Where prepared data is looked up for sizes.")
+@click.option("--no-measure", is_flag=True, help="Steps and sequences only: no timed steps, no hours.")
+@click.option("--steps", type=int, default=3, show_default=True, help="Timed steps per step kind.")
+@click.option("--device", default=None, help="torch device  [default: cuda if available, else cpu]")
+def estimate_command(params_file: str, results: str, no_measure: bool, steps: int, device: str | None) -> None:
+    """What the profile costs: optimisation steps and sequences per training stage, and (from steps timed on this
+    machine at the profile's sizes) device-hours, peak memory per device and the prepared data's disk."""
+    from effbert.measure import cost
+
+    params = load_params(params_file)
+    prepared, corpus_meta = cost_inputs(Path(results), params.tasks)
+    sizes = cost.data_sizes(params, prepared, corpus_meta.get("sequences"), raw_corpus_bytes(params))
+    stages = cost.plan(params, sizes)
+    times = {}
+    if not no_measure:
+        from effbert.measure.step_time import measure_step_times
+
+        batches: dict[str, int] = {}
+        for stage in stages:
+            batches.setdefault(stage.step, stage.batch)
+        times = measure_step_times(params, batches, steps=steps, device=device)
+    click.echo(cost_report(params, sizes, stages, times, corpus_meta))
+
+
+def raw_corpus_bytes(params: Any) -> int | None:
+    """The size of ``data.corpus`` on this machine (its *.txt/*.raw files), None when it is not here."""
+    from effbert import tracking
+    from effbert.data.corpus import corpus_files
+
+    if params.data.corpus is None:
+        return None
+    path = tracking.project_root() / params.data.corpus
+    return sum(f.stat().st_size for f in corpus_files(path)) if path.exists() else None
+
+
+def cost_inputs(results: Path, tasks: list[str]) -> tuple[dict[str, int], dict[str, Any]]:
+    """Training rows of the tasks prepared under ``results`` and the prepared corpus's meta (empty when absent)."""
+    import json
+
+    prepared = {}
+    for task in tasks:
+        meta = results / "prepare_data" / task / "meta.json"
+        if meta.is_file():
+            prepared[task] = int(json.loads(meta.read_text(encoding="utf-8"))["counts"]["train"])
+    corpus = results / "prepare_corpus" / "meta.json"
+    return prepared, json.loads(corpus.read_text(encoding="utf-8")) if corpus.is_file() else {}
+
+
+def cost_report(params: Any, sizes: Any, stages: list[Any], times: dict[str, Any], corpus_meta: dict[str, Any]) -> str:
+    """The estimate as text: one row per training stage, the totals, the corpus arithmetic and the disk."""
+    from effbert.measure import cost
+
+    gpus = params.launch.train_gpus
+    lines = [
+        f"{'stage':<34} {'steps':>9} {'sequences':>13} {'procs x batch':>13} {'device-hours':>12} {'peak MiB':>9}",
+    ]
+    total = 0.0
+    for stage in stages:
+        step = times.get(stage.step)
+        hours = stage.steps * step.ms_at(stage.batch) * stage.processes * stage.repeats / 3.6e6 if step else None
+        total += hours or 0.0
+        peak = f"{step.peak_mib:.0f}" if step and step.peak_mib is not None else "-"
+        shape = f"{stage.processes} x {stage.batch}" + (f" x{stage.repeats}" if stage.repeats > 1 else "")
+        lines.append(
+            f"{stage.stage:<34} {stage.steps:>9,} {stage.sequences:>13,} {shape:>13} "
+            f"{'-' if hours is None else f'{hours:,.1f}':>12} {peak:>9}"
+        )
+    if times:
+        lines.append(f"total: {total:,.1f} device-hours (steps timed here; a search stage prices every candidate)")
+        for kind, step in times.items():
+            lines.append(f"  step {kind}: {step.ms:.1f} ms at batch {step.batch} per process")
+    sources = ", ".join(f"{k} {v}" for k, v in sizes.source.items())
+    lines.append(f"data sizes: {sources}")
+    mean = float(corpus_meta.get("mean_length", 0.0))
+    packed = sizes.corpus_sequences
+    if packed >= cost.OFFICIAL_INSTANCES // 10:  # a corpus of the paper's order: its epochs in the paper's steps
+        lines.append(
+            f"corpus: {packed:,} packed rows; the official builder makes {cost.OFFICIAL_INSTANCES:,} per epoch, so the "
+            f"paper's 10 epochs are {cost.paper_equivalent_epochs(10.0, packed):.2f} epochs here "
+            f"(warmup_kd.epochs {params.warmup_kd.epochs:g}, final_distill.general.epochs "
+            f"{params.final_distill.general.epochs:g}){f', mean row {mean:.1f} tokens' if mean else ''}"
+        )
+    rows = sum(sizes.train_rows.values()) + packed
+    disk = rows * params.data.max_seq_length * 3 * 8 / 2**30
+    lines.append(
+        f"prepared data: at most {disk:,.1f} GiB ({rows:,} rows x up to {params.data.max_seq_length} tokens x 3 "
+        f"int64 columns); {gpus} process(es) per training stage"
+    )
+    return "\n".join(lines)
 
 
 @click.command("bench")

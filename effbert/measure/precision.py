@@ -88,9 +88,9 @@ def measure_precision(
     check_pair(*(config_int(model, key) or 0 for model in (student, teacher) for key in (layers, heads)))
     target = default_device(device)
     operations = {
-        "finetune_step": _finetune_step(teacher, train_batch, seq_len, target, lr),
-        "kd_step": _kd_step(student, teacher, train_batch, seq_len, target, lr),
-        "forward": _forward(teacher, forward_batch, seq_len, target),
+        "finetune_step": finetune_step(teacher, train_batch, seq_len, target, lr),
+        "kd_step": kd_step(student, teacher, train_batch, seq_len, target, lr),
+        "forward": forward(teacher, forward_batch, seq_len, target),
     }
     calls = {(op, bf16): (lambda op=op, bf16=bf16: operations[op](bf16)) for op in OPERATIONS for bf16 in (False, True)}
     times = rotated_times(calls, warmup, steps, target)
@@ -102,7 +102,7 @@ def measure_precision(
     return rows
 
 
-def _finetune_step(teacher: nn.Module, batch: int, seq_len: int, target: torch.device, lr: float) -> Step:
+def finetune_step(teacher: nn.Module, batch: int, seq_len: int, target: torch.device, lr: float) -> Step:
     """A training step of a copy of ``teacher`` with a classifier on [CLS]: cross-entropy, backward, AdamW."""
     tuned = copy.deepcopy(teacher).to(target).train()
     inputs = shared_inputs([tuned], batch, seq_len, target)
@@ -120,7 +120,7 @@ def _finetune_step(teacher: nn.Module, batch: int, seq_len: int, target: torch.d
     return step
 
 
-def _kd_step(student: nn.Module, teacher: nn.Module, batch: int, seq_len: int, target: torch.device, lr: float) -> Step:
+def kd_step(student: nn.Module, teacher: nn.Module, batch: int, seq_len: int, target: torch.device, lr: float) -> Step:
     """A task-agnostic KD step of a copy of ``student`` from a frozen copy of ``teacher`` (capture, loss, AdamW)."""
     from effbert.distill import DistillationLoss, capture, forward_with_signals
 
@@ -141,7 +141,7 @@ def _kd_step(student: nn.Module, teacher: nn.Module, batch: int, seq_len: int, t
     return step
 
 
-def _forward(teacher: nn.Module, batch: int, seq_len: int, target: torch.device) -> Step:
+def forward(teacher: nn.Module, batch: int, seq_len: int, target: torch.device) -> Step:
     """A no-grad forward of a copy of ``teacher`` in eval mode."""
     frozen = copy.deepcopy(teacher).to(target).eval()
     inputs = shared_inputs([frozen], batch, seq_len, target)
