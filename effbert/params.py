@@ -45,13 +45,22 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class HubCorpus(_Section):
+    """One datasets-hub source of the corpus (``data.corpus_hub``), written as raw text by ``effbert fetch-data``."""
+
+    name: str  # hub id, with ":config" when the dataset has configs
+    rows: Literal["lines", "documents", "sentences"] = "lines"  # a row is a raw-text line / a document / a sentence
+    lines_per_document: PositiveInt = 20  # rows: sentences -> a document every N rows (official BookCorpus format)
+    text_field: str = "text"
+
+
 class DataParams(_Section):
     """``data``: where the raw data lives and how ``prepare_data``/``prepare_corpus`` cut and tokenise it."""
 
     glue_dir: str | None = "data/sample/glue"  # GLUE download-script layout; null = the datasets hub
     squad_dir: str | None = "data/sample/squad"  # official SQuAD file names; null = the datasets hub
     corpus: str | None = "data/sample/corpus"  # raw text file or folder for task-agnostic KD; null = hub
-    corpus_hub: str = "Salesforce/wikitext:wikitext-103-raw-v1"  # used only when corpus is null
+    corpus_hub: list[HubCorpus] = [HubCorpus(name="Salesforce/wikitext:wikitext-103-raw-v1")]  # when corpus is null
     max_train_examples: PositiveInt | dict[str, PositiveInt | None] | None = None  # null = all; or per task
     max_eval_examples: PositiveInt | None = None  # null = the whole dev set
     heldout_fraction: Fraction = 0.1  # slice of train held out for checkpoint selection (never dev)
@@ -71,6 +80,11 @@ class DataParams(_Section):
             if unknown:
                 raise ValueError(f"unknown task {unknown[0]!r} (known: {' '.join(TASKS)})")
         return value
+
+    @field_validator("corpus_hub", mode="before")
+    @classmethod
+    def _hub_name(cls, value: Any) -> Any:
+        return [{"name": value}] if isinstance(value, str) else value  # one "path:config" string: WikiText lines
 
     @model_validator(mode="after")
     def _one_window_rule(self) -> DataParams:

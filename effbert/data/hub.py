@@ -8,7 +8,7 @@ expect a local download, so the pipeline keeps a single code path and DVC can ha
                                                             test_matched.tsv, test_mismatched.tsv)
     <out_root>/glue/diagnostic/diagnostic.tsv               (AX, fetched with MNLI)
     <out_root>/squad/train-v1.1.json, dev-v1.1.json, train-v2.0.json, dev-v2.0.json
-    <out_root>/corpus/corpus.raw
+    <out_root>/corpus/<n>-<name>.raw                        (one file per data.corpus_hub source)
     <out_root>/SOURCE.json                                  (hub ids, versions, fingerprints, data files)
 """
 
@@ -231,6 +231,30 @@ def write_squad(examples: Iterable[Mapping[str, Any]], path: Path, version_2: bo
     logger.info("wrote %d questions in %d articles to %s", n, len(data), path)
 
 
+def corpus_lines(rows: Iterable[Mapping[str, Any]], source: Mapping[str, Any]) -> Iterator[str]:
+    """The raw-text lines of one hub corpus source (``data.corpus_hub`` entry), streamed row by row.
+
+    ``rows: lines`` (WikiText): each row is a line of the raw file (blank rows included). ``documents``
+    (Wikipedia): each row is an article; its non-blank lines are written, then a blank line ends the document.
+    ``sentences`` (BookCorpus, which has no book boundaries): each row is a line; a blank line after every
+    ``lines_per_document`` rows makes a document, as the official code joins 20 lines.
+    """
+    field, kind, per_document = source.get("text_field", "text"), source.get("rows", "lines"), 0
+    for row in rows:
+        text = str(row[field])
+        if kind == "lines":
+            yield text
+        elif kind == "documents":
+            yield from (line for line in text.split("\n") if line.strip())
+            yield ""
+        else:
+            yield text.replace("\n", " ")
+            per_document += 1
+            if per_document == int(source.get("lines_per_document", 20)):
+                yield ""
+                per_document = 0
+
+
 def write_corpus(texts: Iterable[str], path: Path) -> None:
     """Join WikiText-style hub rows (one line each, ``""`` for blank lines) back into one raw text file."""
     n = 0
@@ -262,7 +286,7 @@ def fetch(
 
     Args:
         params_data: the ``data`` params (model or mapping) with ``glue_dir``, ``squad_dir``, ``corpus``,
-            ``corpus_hub`` (``path:config``).
+            ``corpus_hub`` (sources: ``name`` ``path:config``, ``rows`` layout).
         tasks: task ids of the run; only their GLUE/SQuAD data is fetched (AX comes with ``mnli``).
         out_root: output folder (``data/hub``).
         load_dataset: called as ``load_dataset(path, config)``; ``datasets.load_dataset`` when None.
@@ -303,10 +327,14 @@ def fetch(
             write_squad(ds["validation"], out_root / "squad" / spec.dev_splits["dev"], v2)
         fetched["squad_dir"] = (out_root / "squad").as_posix()
     if data["corpus"] is None:
-        hub, _, config = str(data["corpus_hub"]).partition(":")
-        ds = load("corpus", hub, config or None)
-        write_corpus((str(row["text"]) for row in _rows(ds["train"])), out_root / "corpus" / "corpus.raw")
-        fetched["corpus"] = (out_root / "corpus" / "corpus.raw").as_posix()
+        sources_hub = data["corpus_hub"]
+        for i, source in enumerate([{"name": sources_hub}] if isinstance(sources_hub, str) else sources_hub):
+            source = dict(source)  # a mapping or the pydantic HubCorpus model
+            hub, _, config = str(source["name"]).partition(":")
+            ds = load("corpus", hub, config or None)
+            path = out_root / "corpus" / f"{i:02d}-{re.sub(r'[^A-Za-z0-9.-]+', '_', hub)}.raw"
+            write_corpus(corpus_lines(_rows(ds["train"]), source), path)
+        fetched["corpus"] = (out_root / "corpus").as_posix()
     record = {"datasets_version": metadata.version("datasets"), "fetched": fetched, "sources": sources}
     with _atomic(out_root / "SOURCE.json") as fh:
         json.dump(record, fh, indent=2, sort_keys=True)

@@ -183,7 +183,7 @@ def test_fetch_layout_and_calls(fetched: tuple[dict[str, str], Path, FakeHub]) -
     assert paths == {
         "glue_dir": (out / "glue").as_posix(),
         "squad_dir": (out / "squad").as_posix(),
-        "corpus": (out / "corpus" / "corpus.raw").as_posix(),
+        "corpus": (out / "corpus").as_posix(),
     }
     glue = [("nyu-mll/glue", t) for t in ("cola", "sst2", "mrpc", "stsb", "mnli", "qnli", "ax")]
     squad = [("rajpurkar/squad", None), ("rajpurkar/squad_v2", None)]
@@ -202,7 +202,7 @@ def test_fetch_layout_and_calls(fetched: tuple[dict[str, str], Path, FakeHub]) -
             ),
             "glue/diagnostic/diagnostic.tsv",
             *(f"squad/{s}-v{v}.json" for s in ("train", "dev") for v in ("1.1", "2.0")),
-            "corpus/corpus.raw",
+            "corpus/00-Salesforce_wikitext.raw",
             "SOURCE.json",
         ]
     )  # no temp files left behind
@@ -286,8 +286,24 @@ def test_squad_round_trip(fetched: tuple[dict[str, str], Path, FakeHub]) -> None
 
 def test_corpus_round_trip(fetched: tuple[dict[str, str], Path, FakeHub]) -> None:
     corpus = Path(fetched[0]["corpus"])
-    assert corpus.read_text("utf-8") == "".join(t if t else "\n" for t in WIKITEXT)
+    assert [f.name for f in corpus.iterdir()] == ["00-Salesforce_wikitext.raw"]
+    assert (corpus / "00-Salesforce_wikitext.raw").read_text("utf-8") == "".join(t if t else "\n" for t in WIKITEXT)
     assert read_documents(corpus) == [["First sentence .", "Second one .", "More text here ."], ["Beta text ."]]
+
+
+def test_document_and_sentence_rows_become_documents(tmp_path: Path) -> None:
+    from effbert.data.hub import corpus_lines
+
+    articles = [{"text": "Title line.\n\nFirst paragraph. Two.\nSecond paragraph."}, {"text": "Other article."}]
+    write_corpus(corpus_lines(articles, {"name": "wiki", "rows": "documents"}), tmp_path / "w.raw")
+    assert read_documents(tmp_path / "w.raw") == [
+        ["Title line.", "First paragraph.", "Two.", "Second paragraph."],
+        ["Other article."],
+    ]
+    lines = [{"text": f"Line {i}."} for i in range(5)]
+    source = {"name": "books", "rows": "sentences", "lines_per_document": 2}
+    write_corpus(corpus_lines(lines, source), tmp_path / "b.raw")
+    assert read_documents(tmp_path / "b.raw") == [["Line 0.", "Line 1."], ["Line 2.", "Line 3."], ["Line 4."]]
 
 
 def test_fetch_skips_local_sources(tmp_path: Path) -> None:
