@@ -164,3 +164,18 @@ def edges(stages: list[StageSpec]) -> set[tuple[str, str]]:
             if any(_inside(dep, out) or _inside(out, dep) for dep in stage.deps for out in other.outs):
                 result.add((other.name, stage.name))
     return result
+
+
+def would_run(stages: list[StageSpec], changed: set[str]) -> list[StageSpec]:
+    """The stages a run would execute: the ``changed`` ones (what ``dvc status`` reports) and everything downstream
+    of them, in ``stages`` order (DVC's ``repro --dry`` cannot plan past an output that does not exist yet)."""
+    downstream: dict[str, set[str]] = {}
+    for upstream, stage in edges(stages):
+        downstream.setdefault(upstream, set()).add(stage)
+    todo, planned = list(changed), set(changed)
+    while todo:
+        for stage in downstream.get(todo.pop(), ()):
+            if stage not in planned:
+                planned.add(stage)
+                todo.append(stage)
+    return [stage for stage in stages if stage.name in planned]

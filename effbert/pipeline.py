@@ -128,6 +128,27 @@ def overhead_line(total: float, stage_seconds: list[float]) -> str:
     )
 
 
+def _dvc_dry_run(root: Path, env: dict[str, str], targets: list[str]) -> int:
+    """Print the stages ``dvc repro`` would run: those ``dvc status`` reports and all downstream of them. (``dvc
+    repro --dry`` stops at the first dependency an upstream stage has not produced yet: DVC issue 9021.)"""
+    import json
+
+    from effbert import dag
+
+    status = subprocess.run(
+        [_tool("dvc"), "status", "--json", *targets], cwd=root, env=env, capture_output=True, text=True, check=False
+    )
+    if status.returncode != 0:
+        sys.stderr.write(status.stderr)
+        return status.returncode
+    stages = [s for s in dag.load_stages(root) if not s.optional or s.address in targets or s.name in targets]
+    planned = dag.would_run(stages, set(json.loads(status.stdout or "{}")) & {s.name for s in stages})
+    print(f"effbert: dry run (dvc): {len(planned)} of {len(stages)} stages would run")
+    for stage in planned:
+        print(f"Would run stage '{stage.name}': {stage.cmd}")
+    return 0
+
+
 def run(
     params_file: Path,
     overrides: list[str],
@@ -156,6 +177,8 @@ def run(
         cmd += ["--dry-run"] if dry_run else []
         cmd += snakemake_targets
     if dry_run:
+        if engine == "dvc":
+            return _dvc_dry_run(root, env, dvc_targets)
         return subprocess.run(cmd, cwd=root, env=env, check=False).returncode
     started = time.perf_counter()
     os.environ["EFFBERT_ROOT"] = str(root)

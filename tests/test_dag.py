@@ -137,3 +137,29 @@ def test_commands_name_whole_stage_outputs() -> None:
             if token.startswith("results/") and token not in stage.outs:
                 inside = [out for out in outputs if token.startswith(out + "/")]
                 assert not inside, f"{stage.name}: {token} lies inside the output {inside[0]}"
+
+
+def test_both_engines_plan_the_paper_profile_for_its_eleven_tasks(project: Path) -> None:
+    """``effbert run --dry-run`` on the paper profile, with its local data folders present but empty: DVC and
+    Snakemake plan the same jobs, every method's stages for the tasks it defines, on the 9 GLUE tasks and both
+    SQuADs."""
+    for folder in ("glue_data", "squad_data", "corpus/wikipedia"):
+        (project / folder).mkdir(parents=True)
+    dvc = run_cli(["effbert", "run", "--params", "params/paper.yaml", "--dry-run"], project)
+    assert dvc.returncode == 0, dvc.stderr[-2000:]
+    planned = set(re.findall(r"^Would run stage '([^']+)'", dvc.stdout, re.M))
+    stages = [s for s in dag.load_stages(project) if not s.optional]
+    assert planned == {s.name for s in stages}  # a fresh workspace: everything
+    glue = ["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"]
+    for task in [*glue, "squad_v1", "squad_v2"]:
+        for family in ("prepare_data", "finetune_teacher", "final_distill", "theseus"):
+            assert f"{family}@{task}" in planned, (family, task)
+        assert {f"tinybert@{task}", f"tinybert_augmented@{task}"} & planned  # augmented: the 8 GLUE tasks
+        assert f"evaluate@student-{task}" in planned and f"evaluate@teacher-{task}" in planned
+    assert {f"dynabert@{t}" for t in glue} <= planned and "dynabert@squad_v1" not in planned
+    assert "fastbert@stsb" not in planned and "fastbert@squad_v2" not in planned  # classification only
+    assert {f"tinybert_augment@{t}" for t in glue if t != "wnli"} <= planned
+    snake = run_cli(["effbert", "run", "--params", "params/paper.yaml", "--engine", "snakemake", "--dry-run"], project)
+    assert snake.returncode == 0, snake.stderr[-2000:]
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", snake.stdout.split("Job stats:", 1)[1], re.M))
+    assert {rule for rule in jobs if rule not in ("all", "total")} == {s.rule for s in stages}
