@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
@@ -61,3 +62,33 @@ def test_two_processes_train_like_one_with_the_same_global_batch(project: Path) 
     assert lineage["compute"]["processes"] == 2
     assert (project / "logs/finetune_teacher/sst2.rank1.log").is_file()  # rank 1 trained, logged, wrote nothing
     assert sorted(p.name for p in (project / "results").iterdir()) == ["one", "prepare_data", "two"]
+
+
+@pytest.mark.slow
+def test_the_smoke_dag_runs_every_training_stage_on_two_processes(project: Path) -> None:
+    """Every training stage of every method under torchrun with two gloo processes, end to end (about 10 minutes
+    on 2 cores): each wrote its outputs once (rank 0) and its second process logged beside it."""
+    from effbert import dag
+    from effbert.launch import DDP_COMMANDS
+
+    result = run_cli(["effbert", "run", "--params", "params/smoke.yaml", "--set", "launch.train_gpus=2"], project, 3000)
+    assert result.returncode == 0, result.stderr[-4000:]
+    training = [s for s in dag.load_stages(project) if not s.optional and s.command in DDP_COMMANDS]
+    assert {s.family for s in training} >= {
+        "finetune_teacher",
+        "warmup_kd",
+        "final_distill",
+        "tinybert",
+        "theseus",
+        "dynabert",
+        "fastbert",
+        "search_stage3",
+        "tinybert_general",
+    }
+    for stage in training:
+        log = project / "logs" / (stage.name.replace("@", "/").replace("-", "/", 1) + ".log")
+        assert log.is_file() and log.with_suffix(".rank1.log").is_file(), stage.name
+        for out in stage.outs:
+            lineage = json.loads((project / out / "lineage.json").read_text())
+            assert lineage["compute"]["processes"] == 2, (stage.name, out)
+    assert (project / "results/eval_summary/comparison.json").is_file()
