@@ -56,18 +56,10 @@ def teacher_config(source: str) -> Any:
 def _models(params: Any, config: Any) -> dict[str, tuple[Any, Any]]:
     from transformers import AutoModel
 
+    from effbert.methods.efficientbert.distillation import frame_config
     from effbert.methods.efficientbert.modeling_effbert import EffBertModel
-    from effbert.methods.efficientbert.supernet import supernet_config
 
-    student = params.student
-    frame = supernet_config(
-        hidden_size=student.hidden_size,
-        num_hidden_layers=student.num_layers,
-        num_attention_heads=student.num_attention_heads,
-        max_ffn_units=student.max_ffn_units,
-        vocab_size=config.vocab_size,
-        embedding_size=student.embedding_size,
-    )
+    frame = frame_config(params.student, config.vocab_size)
     torch.manual_seed(0)
     teacher = AutoModel.from_config(config, add_pooling_layer=False)
     return {

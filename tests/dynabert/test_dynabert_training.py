@@ -17,7 +17,7 @@ from tests.dynabert.dynabert_helpers import small_params, task_rows, tiny_teache
 from tests.export.export_helpers import tokenizer
 
 
-def run(checkpoints: Path) -> object:
+def run(checkpoints: Path, callbacks: list[Any] | None = None) -> object:
     return train_dynabert(
         tiny_teacher(),
         tokenizer(),
@@ -26,7 +26,7 @@ def run(checkpoints: Path) -> object:
         small_params(),
         seed=3,
         checkpoints=checkpoints,
-        callbacks=[],
+        callbacks=callbacks or [],
         bf16=False,
     )
 
@@ -85,17 +85,7 @@ def test_a_run_killed_inside_the_depth_phase_resumes_from_its_checkpoint(tmp_pat
 
     reference = weights(run(tmp_path / "once").student)
     with pytest.raises(KeyboardInterrupt):
-        train_dynabert(
-            tiny_teacher(),
-            tokenizer(),
-            task_rows(),
-            get_task("sst2"),
-            small_params(),
-            seed=3,
-            checkpoints=tmp_path / "killed",
-            callbacks=[Kill()],
-            bf16=False,
-        )
+        run(tmp_path / "killed", [Kill()])
     assert (tmp_path / "killed" / "depth" / "checkpoint-3").is_dir()
     resumed = run(tmp_path / "killed")
     assert resumed.phases["width"].skipped and resumed.phases["depth"].outcome.resumed

@@ -71,6 +71,24 @@ def check_frame(student: StudentParams, teacher_config: Any) -> None:
         raise EffbertError(f"student.{key}={getattr(student, key)}: {err}") from None
 
 
+def frame_config(student: StudentParams, vocab_size: int) -> Any:
+    """The config of the warm-up supernet of the ``student`` frame (every layer ``max_ffn_units`` GELU units of
+    width H) over a teacher vocabulary of ``vocab_size`` words."""
+    from effbert.methods.efficientbert.supernet import supernet_config
+
+    return supernet_config(
+        hidden_size=student.hidden_size,
+        num_hidden_layers=student.num_layers,
+        num_attention_heads=student.num_attention_heads,
+        max_ffn_units=student.max_ffn_units,
+        vocab_size=vocab_size,
+        embedding_size=student.embedding_size,
+        hidden_dropout_prob=student.dropout,
+        attention_probs_dropout_prob=student.dropout,
+        gelu_approximate=student.gelu_approximate,
+    )
+
+
 def build_supernet(student: StudentParams, teacher: Any, init_embeddings: str) -> Any:
     """The warm-up supernet of the ``student`` frame: every layer holds ``max_ffn_units`` GELU units of width H.
 
@@ -83,19 +101,8 @@ def build_supernet(student: StudentParams, teacher: Any, init_embeddings: str) -
 
     from effbert.methods.efficientbert.modeling_effbert import EffBertModel
     from effbert.methods.efficientbert.student_init import pca_token_table
-    from effbert.methods.efficientbert.supernet import supernet_config
 
-    config = supernet_config(
-        hidden_size=student.hidden_size,
-        num_hidden_layers=student.num_layers,
-        num_attention_heads=student.num_attention_heads,
-        max_ffn_units=student.max_ffn_units,
-        vocab_size=teacher.config.vocab_size,
-        embedding_size=student.embedding_size,
-        hidden_dropout_prob=student.dropout,
-        attention_probs_dropout_prob=student.dropout,
-        gelu_approximate=student.gelu_approximate,
-    )
+    config = frame_config(student, teacher.config.vocab_size)
     supernet = EffBertModel(config)
     if init_embeddings == "teacher_pca":
         teacher_table: Any = teacher.get_input_embeddings().weight

@@ -70,27 +70,11 @@ def student_window(student: StudentParams, param_window: tuple[float, float], te
     ``search.param_window`` mapped by the share of the searchable MLP parameters, computed from the frame's config as
     the warm-up supernet has it (the teacher's vocabulary, ``fit_dense`` to the teacher's width), without building it.
     """
-    from effbert.methods.efficientbert.search.space import frame_params, scaled_param_window
-    from effbert.methods.efficientbert.supernet import supernet_config
+    from effbert.methods.efficientbert.distillation import frame_config
+    from effbert.methods.efficientbert.search.space import config_frame_params, scaled_param_window
 
-    config = supernet_config(
-        hidden_size=student.hidden_size,
-        num_hidden_layers=student.num_layers,
-        num_attention_heads=student.num_attention_heads,
-        max_ffn_units=student.max_ffn_units,
-        vocab_size=teacher_config.vocab_size,
-        embedding_size=student.embedding_size,
-    )
-    fixed, max_mlp = frame_params(
-        hidden=config.hidden_size,
-        num_layers=config.num_hidden_layers,
-        vocab_size=config.vocab_size,
-        embedding_size=config.embedding_size,
-        max_position_embeddings=config.max_position_embeddings,
-        type_vocab_size=config.type_vocab_size,
-        fit_dense_size=teacher_config.hidden_size,
-        max_units=student.max_ffn_units,
-    )
+    config = frame_config(student, teacher_config.vocab_size)
+    fixed, max_mlp = config_frame_params(config, teacher_config.hidden_size, student.max_ffn_units)
     low, high = param_window
     window = scaled_param_window(fixed, max_mlp, (int(low), int(high)))
     return window.low, window.high

@@ -13,7 +13,7 @@ from effbert.methods.efficientbert.architecture import Architecture
 from effbert.methods.efficientbert.search.space import (
     SearchSpace,
     architecture_string,
-    frame_params,
+    config_frame_params,
     scaled_param_window,
 )
 from effbert.params import LatencyParams, SearchParams, StudentParams
@@ -84,16 +84,7 @@ class SearchFrame:
         self.supernet = supernet
         self.hidden = int(config.hidden_size)
         self.num_layers = int(config.num_hidden_layers)
-        self.fixed_params, max_mlp = frame_params(
-            hidden=config.hidden_size,
-            num_layers=config.num_hidden_layers,
-            vocab_size=config.vocab_size,
-            embedding_size=config.embedding_size,
-            max_position_embeddings=config.max_position_embeddings,
-            type_vocab_size=config.type_vocab_size,
-            fit_dense_size=teacher_hidden,
-            max_units=student.max_ffn_units,
-        )
+        self.fixed_params, max_mlp = config_frame_params(config, teacher_hidden, student.max_ffn_units)
         low, high = search.param_window
         self.window = scaled_param_window(self.fixed_params, max_mlp, (int(low), int(high)))
         self.latency = LatencyMeter(supernet, search.latency, state_dir / LATENCY_FILE)

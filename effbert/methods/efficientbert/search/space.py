@@ -54,6 +54,7 @@ __all__ = [
     "ParamWindow",
     "SearchSpace",
     "architecture_string",
+    "config_frame_params",
     "frame_params",
     "parse_architecture_string",
     "scaled_param_window",
@@ -200,6 +201,20 @@ def frame_params(
     if fit_dense_size is not None:
         fixed += hidden * fit_dense_size + fit_dense_size
     return fixed, num_layers * mlp_params(hidden, max_units, 1)
+
+
+def config_frame_params(config: EffBertConfig, fit_dense_size: int, max_units: int) -> tuple[int, int]:
+    """`frame_params` of a supernet config (an `EffBertConfig`), with ``fit_dense`` to ``fit_dense_size``."""
+    return frame_params(
+        hidden=config.hidden_size,
+        num_layers=config.num_hidden_layers,
+        vocab_size=config.vocab_size,
+        embedding_size=config.embedding_size,
+        max_position_embeddings=config.max_position_embeddings,
+        type_vocab_size=config.type_vocab_size,
+        fit_dense_size=fit_dense_size,
+        max_units=max_units,
+    )
 
 
 def scaled_param_window(
