@@ -134,7 +134,11 @@ def estimate_command(params_file: str, results: str, no_measure: bool, steps: in
     from effbert.measure import cost
 
     params = load_params(params_file)
-    prepared, corpus_meta = cost_inputs(Path(results), params.tasks)
+    from effbert.data.prepared import corpus_meta as read_corpus_meta
+    from effbert.data.prepared import prepared_train_rows
+
+    prepared = prepared_train_rows(Path(results) / "prepare_data", params.tasks)
+    corpus_meta = read_corpus_meta(Path(results) / "prepare_corpus")
     sizes = cost.data_sizes(params, prepared, corpus_meta.get("sequences"), raw_corpus_bytes(params))
     stages = cost.plan(params, sizes)
     times = {}
@@ -157,19 +161,6 @@ def raw_corpus_bytes(params: Any) -> int | None:
         return None
     path = tracking.project_root() / params.data.corpus
     return sum(f.stat().st_size for f in corpus_files(path)) if path.exists() else None
-
-
-def cost_inputs(results: Path, tasks: list[str]) -> tuple[dict[str, int], dict[str, Any]]:
-    """Training rows of the tasks prepared under ``results`` and the prepared corpus's meta (empty when absent)."""
-    import json
-
-    prepared = {}
-    for task in tasks:
-        meta = results / "prepare_data" / task / "meta.json"
-        if meta.is_file():
-            prepared[task] = int(json.loads(meta.read_text(encoding="utf-8"))["counts"]["train"])
-    corpus = results / "prepare_corpus" / "meta.json"
-    return prepared, json.loads(corpus.read_text(encoding="utf-8")) if corpus.is_file() else {}
 
 
 def cost_report(params: Any, sizes: Any, stages: list[Any], times: dict[str, Any], corpus_meta: dict[str, Any]) -> str:

@@ -58,3 +58,25 @@ class TaskRows:
         """The ``train``, ``heldout`` (and SQuAD ``heldout_examples``) splits of a prepared task."""
         examples = load_split(data_dir, "heldout_examples") if spec.is_squad else None
         return cls(load_split(data_dir, "train"), load_split(data_dir, "heldout"), examples)
+
+
+def prepared_train_rows(prepare_data: Path, tasks: list[str]) -> dict[str, int]:
+    """Training rows (features: SQuAD windows) of the tasks prepared under ``prepare_data`` (``<task>/meta.json``
+    ``counts.train``); a task not prepared there, or without the count, is left out."""
+    import json
+
+    rows = {}
+    for task in tasks:
+        meta = prepare_data / task / "meta.json"
+        count = json.loads(meta.read_text(encoding="utf-8")).get("counts", {}).get("train") if meta.is_file() else None
+        if isinstance(count, int):
+            rows[task] = count
+    return rows
+
+
+def corpus_meta(prepare_corpus: Path) -> dict[str, Any]:
+    """The prepared corpus's ``meta.json`` (documents, sequences, tokens, mean length), empty when absent."""
+    import json
+
+    meta = prepare_corpus / "meta.json"
+    return json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else {}

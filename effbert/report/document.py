@@ -14,6 +14,7 @@ from effbert import params as params_mod
 from effbert.params import Params
 from effbert.report import paper, render
 from effbert.report.sections.blocks import MODEL_NAMES, figure_src
+from effbert.report.sections.cost import cost_section
 from effbert.report.sections.exports import export_section
 from effbert.report.sections.intro import intro_blocks
 from effbert.report.sections.lineage import lineage_section
@@ -107,6 +108,7 @@ def build_report(
             methods_section(inputs.comparison, params),
             search_section(params, inputs.stages, inputs.quality, figure_src("search_quality") in images),
             export_section(inputs.exports, inputs.manifest),
+            cost_section(inputs.cost),
             lineage_section(inputs.lineage),
         ],
         "data": _raw_data(inputs, entries),

@@ -36,6 +36,7 @@ class ReportPaths:
         student_models: ``results/models/student`` (one directory per task).
         student_general: ``results/models/student_general`` (``fit_dense.safetensors``).
         prepare_data: ``results/prepare_data`` (``<task>/meta.json``).
+        prepare_corpus: ``results/prepare_corpus`` (``meta.json``); used when it exists.
         params_file: the params file of the run (its sha256 is the params digest).
         search_quality: ``results/search_quality``; used when it exists.
         export: ``results/export`` (``<task>/onnx.json``, ``<task>/registry.json``); used when it exists.
@@ -52,6 +53,7 @@ class ReportPaths:
     search_quality: Path | None = None
     export: Path | None = None
     predict_test: Path | None = None
+    prepare_corpus: Path | None = None
 
     @classmethod
     def under(cls, results: Path, params_file: Path = Path("params.yaml")) -> ReportPaths:
@@ -67,6 +69,7 @@ class ReportPaths:
             search_quality=results / "search_quality",
             export=results / "export",
             predict_test=results / "predict_test",
+            prepare_corpus=results / "prepare_corpus",
         )
 
     def inputs(self) -> dict[str, Path]:
@@ -113,6 +116,7 @@ class ReportInputs:
         exports: from `collect_exports`.
         manifest: ``predict_test``'s ``manifest.json``, or None.
         comparison: eval_summary's ``comparison.json`` (the methods compared), or None.
+        cost: the run's training cost (`collect_cost`), or None.
     """
 
     summary: Mapping[str, Any]
@@ -124,6 +128,23 @@ class ReportInputs:
     exports: Mapping[str, Any] = field(default_factory=dict)
     manifest: Mapping[str, Any] | None = None
     comparison: Mapping[str, Any] | None = None
+    cost: Mapping[str, Any] | None = None
+
+
+def collect_cost(params: Params, paths: ReportPaths) -> dict[str, Any]:
+    """What the run's training stages cost in steps and sequences (`effbert.measure.cost.plan`) on its prepared
+    data's sizes, and the size of that data."""
+    from effbert.data.prepared import corpus_meta, prepared_train_rows
+    from effbert.measure import cost
+
+    prepared = prepared_train_rows(paths.prepare_data, list(params.tasks))
+    corpus = corpus_meta(paths.prepare_corpus) if paths.prepare_corpus is not None else {}
+    sizes = cost.data_sizes(params, prepared, corpus.get("sequences"))
+    stages = [
+        {"stage": c.stage, "steps": c.steps, "sequences": c.sequences, "processes": c.processes, "batch": c.batch}
+        for c in cost.plan(params, sizes)
+    ]
+    return {"stages": stages, "train_rows": sizes.train_rows, "corpus_sequences": sizes.corpus_sequences}
 
 
 def check_inputs(params: Params, paths: ReportPaths) -> None:
@@ -350,4 +371,5 @@ def collect(params: Params, paths: ReportPaths, bert_base: nn.Module | None = No
         exports=collect_exports(_optional_dir(paths.export), params.tasks),
         manifest=manifest,
         comparison=_optional_json(paths.eval_summary, "comparison.json", "eval_summary output"),
+        cost=collect_cost(params, paths),
     )

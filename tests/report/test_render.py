@@ -132,6 +132,7 @@ def test_sections_are_in_order_with_a_table_of_contents(page: str) -> None:
         "Methods compared",
         "Search",
         "Export and submission",
+        "Training cost",
         "Lineage and reproduction",
     ]
     assert page.count('<li><a href="#') == len(titles)
