@@ -485,7 +485,8 @@ class Stage3Params(StageBudget):
     candidates: PositiveInt = 500
     general: WeightSharingKD = WeightSharingKD()
     multitask: WeightSharingKD = WeightSharingKD(learning_rate=4e-4, data_fraction=0.9)
-    heldout_examples: PositiveInt | None = None  # fitness on the first N held-out rows; null = all of them
+    heldout_examples: PositiveInt | None = None  # fitness on the first N scoring rows; null = all of them
+    score_rows: Literal["heldout", "train_tail"] = "heldout"  # train_tail: the train rows multitask KD left out
 
 
 class SearchParams(_Section):

@@ -78,7 +78,14 @@ PARAMS = {
 STATE_PARAMS = {
     1: COMMON_PARAMS,
     2: COMMON_PARAMS,
-    3: (*COMMON_PARAMS, "tasks", "search.stage3.general", "search.stage3.multitask", "search.stage3.heldout_examples"),
+    3: (
+        *COMMON_PARAMS,
+        "tasks",
+        "search.stage3.general",
+        "search.stage3.multitask",
+        "search.stage3.heldout_examples",
+        "search.stage3.score_rows",
+    ),
 }
 """What a stage's resumable state is keyed by: its params without the budget (``candidates``, ``max_minutes``)."""
 
@@ -364,10 +371,10 @@ def _weight_sharing_evaluate(
     params: Params, inputs: StageInputs, space: Any, state_dir: Path, run: tracking.StageRun, bf16: bool
 ) -> tuple[Any, Callable[[Any], float], dict[str, float]]:
     """Stage 3: train the weight-sharing supernet (or reload it from the search state), then score candidates on the
-    proxy task's held-out rows with no training."""
+    proxy task's scoring rows (`weight_sharing.scoring_rows`) with no training."""
     from effbert.data.prepared import load_split
     from effbert.methods.efficientbert.search.loop import scored
-    from effbert.methods.efficientbert.search.weight_sharing import heldout_scorer
+    from effbert.methods.efficientbert.search.weight_sharing import heldout_scorer, scoring_rows
     from effbert.models.teacher import load_tokenizer
 
     task = params.proxy_task
@@ -375,9 +382,13 @@ def _weight_sharing_evaluate(
     module, losses = _weight_sharing_supernet(params, inputs, space, state_dir, tokenizer, bf16)
     run.log_metrics({f"weight_sharing_{k}": v for k, v in losses.items() if math.isfinite(v)})
     module.eval()
-    heldout = load_split(inputs.data_root / task, "heldout", params.search.stage3.heldout_examples)
+    hp = params.search.stage3
+    rows = scoring_rows(
+        load_split(inputs.data_root / task, "train"), load_split(inputs.data_root / task, "heldout"), hp
+    )
+    log.info("stage 3 scores candidates on %d %s rows of %s", len(rows), hp.score_rows, task)
     batch = params.search.proxy.eval_batch_size
-    score = heldout_scorer(module, task, get_task(task), heldout, tokenizer, batch, device(), bf16=bf16)
+    score = heldout_scorer(module, task, get_task(task), rows, tokenizer, batch, device(), bf16=bf16)
     return scored(score), score, {f"weight_sharing_{k}": v for k, v in losses.items()}
 
 

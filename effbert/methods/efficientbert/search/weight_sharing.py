@@ -32,6 +32,7 @@ from effbert.distill.frozen import freeze, given_inputs
 from effbert.distill.losses import DistillationLoss
 from effbert.distill.teacher_signals import capture, forward_with_signals
 from effbert.distill.trainer import DistillationModule, DistillationOutput, DistillationTrainerMixin, fit
+from effbert.errors import EffbertError
 from effbert.methods.efficientbert.architecture import Architecture
 from effbert.methods.efficientbert.supernet import set_active
 from effbert.params import Stage3Params
@@ -45,6 +46,7 @@ __all__ = [
     "MultiTaskDistillation",
     "heldout_scorer",
     "random_subnet_callback",
+    "scoring_rows",
     "single_task_batches",
     "step_rng",
     "task_heads",
@@ -278,6 +280,24 @@ def train_weight_sharing(
     log.info("stage 3b: multi-task KD over %s (%d single-task batches)", ", ".join(module.task_names), len(batches))
     losses["multitask_loss"] = train(trainer).final_loss
     return losses
+
+
+def scoring_rows(train: Any, heldout: Any, hp: Stage3Params) -> Any:
+    """The rows stage 3 scores candidates on: the held-out slice, or (``score_rows: train_tail``, the official
+    protocol) the proxy task's train rows after the first ``multitask.data_fraction``, which the multi-task KD never
+    saw (official: the last 10 % of MNLI train); the first ``heldout_examples`` of them when set.
+
+    Raises:
+        EffbertError: ``train_tail`` with ``multitask.data_fraction: 1.0`` (no row is left out).
+    """
+    rows = heldout
+    if hp.score_rows == "train_tail":
+        start = head_rows(len(train), hp.multitask.data_fraction)
+        if start >= len(train):
+            raise EffbertError("search.stage3.score_rows: train_tail needs search.stage3.multitask.data_fraction < 1")
+        rows = train.select(range(start, len(train)))
+    limit = hp.heldout_examples
+    return rows.select(range(min(limit, len(rows)))) if limit else rows
 
 
 def heldout_scorer(
