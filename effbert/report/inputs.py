@@ -139,7 +139,13 @@ def collect_cost(params: Params, paths: ReportPaths) -> dict[str, Any]:
 
     prepared = prepared_train_rows(paths.prepare_data, list(params.tasks))
     corpus = corpus_meta(paths.prepare_corpus) if paths.prepare_corpus is not None else {}
-    sizes = cost.data_sizes(params, prepared, corpus.get("sequences"))
+    return cost_record(params, cost.data_sizes(params, prepared, corpus.get("sequences")))
+
+
+def cost_record(params: Params, sizes: Any) -> dict[str, Any]:
+    """The report's cost record of ``params`` on data of ``sizes`` (a `effbert.measure.cost.DataSizes`)."""
+    from effbert.measure import cost
+
     stages = [
         {"stage": c.stage, "steps": c.steps, "sequences": c.sequences, "processes": c.processes, "batch": c.batch}
         for c in cost.plan(params, sizes)

@@ -274,13 +274,9 @@ def sample_inputs(params: Params) -> ReportInputs:
 def _cost(params: Params) -> dict[str, Any]:
     """The run's cost as `collect_cost` gives it, on made-up prepared sizes."""
     from effbert.measure import cost
+    from effbert.report.inputs import cost_record
 
-    sizes = cost.data_sizes(params, dict.fromkeys(params.tasks, 400), 2_000)
-    stages = [
-        {"stage": c.stage, "steps": c.steps, "sequences": c.sequences, "processes": c.processes, "batch": c.batch}
-        for c in cost.plan(params, sizes)
-    ]
-    return {"stages": stages, "train_rows": sizes.train_rows, "corpus_sequences": sizes.corpus_sequences}
+    return cost_record(params, cost.data_sizes(params, dict.fromkeys(params.tasks, 400), 2_000))
 
 
 def sample_report(params: Params | None = None) -> tuple[dict[str, Any], dict[str, bytes]]:
