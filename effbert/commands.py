@@ -131,12 +131,11 @@ def corpus_memory_command(params_file: str, scales: str, num_proc: int | None) -
 def estimate_command(params_file: str, results: str, no_measure: bool, steps: int, device: str | None) -> None:
     """What the profile costs: optimisation steps and sequences per training stage, and (from steps timed on this
     machine at the profile's sizes) device-hours, peak memory per device and the prepared data's disk."""
+    from effbert.data.prepared import corpus_meta as read_corpus_meta
+    from effbert.data.prepared import prepared_train_rows
     from effbert.measure import cost
 
     params = load_params(params_file)
-    from effbert.data.prepared import corpus_meta as read_corpus_meta
-    from effbert.data.prepared import prepared_train_rows
-
     prepared = prepared_train_rows(Path(results) / "prepare_data", params.tasks)
     corpus_meta = read_corpus_meta(Path(results) / "prepare_corpus")
     sizes = cost.data_sizes(params, prepared, corpus_meta.get("sequences"), raw_corpus_bytes(params))
@@ -155,12 +154,12 @@ def estimate_command(params_file: str, results: str, no_measure: bool, steps: in
 def raw_corpus_bytes(params: Any) -> int | None:
     """The size of ``data.corpus`` on this machine (its *.txt/*.raw files), None when it is not here."""
     from effbert import tracking
-    from effbert.data.corpus import corpus_files
+    from effbert.data.corpus import corpus_size
 
     if params.data.corpus is None:
         return None
     path = tracking.project_root() / params.data.corpus
-    return sum(f.stat().st_size for f in corpus_files(path)) if path.exists() else None
+    return corpus_size(path) if path.exists() else None
 
 
 def cost_report(params: Any, sizes: Any, stages: list[Any], times: dict[str, Any], corpus_meta: dict[str, Any]) -> str:

@@ -14,8 +14,6 @@ from typing import Any
 
 from effbert import code_deps
 
-# Stage families that train a network: Snakemake gives their jobs the `gpu` resource on clusters.
-
 
 @dataclass(frozen=True)
 class StageSpec:

@@ -2,7 +2,7 @@
 ``torchrun`` (one process per GPU; on a CPU, gloo processes), and the Hugging Face Trainer inside each recipe runs
 distributed data parallel unchanged.
 
-The stage command relaunches itself (:func:`relaunch_argv`), so DVC, Snakemake and the SLURM profile run the same
+The stage command relaunches itself (:func:`relaunch`), so DVC, Snakemake and the SLURM profile run the same
 ``effbert <stage> ...`` line whatever the process count. Every process trains; the first (rank 0) alone writes the
 stage's outputs and its MLflow run (`effbert.runtime.stage_context` gives the others scratch folders and a run
 that records nothing). ``per_device`` batch sizes are the params' ``batch_size`` values, so the global batch is

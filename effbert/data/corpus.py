@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from effbert.data.textio import iter_lines
 from effbert.errors import DataFormatError
 
 logger = logging.getLogger(__name__)
@@ -89,26 +90,6 @@ ROW_BATCH = 1000
 """Packed rows (at most ``data.max_seq_length`` tokens each) per Arrow write."""
 
 
-def iter_lines(path: Path) -> Iterator[str]:
-    """The lines of a UTF-8 file, streamed: no line end (``\\n``, a trailing ``\\r``), a leading BOM dropped.
-
-    Raises:
-        DataFormatError: a line is not UTF-8 (the message names its line and the byte offset in the file).
-    """
-    offset = 0
-    with path.open("rb") as fh:
-        for number, raw in enumerate(fh, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                message = f"not valid UTF-8 ({exc.reason} at byte {offset + exc.start})"
-                raise DataFormatError(path, number, message) from None
-            offset += len(raw)
-            if number == 1:
-                line = line.removeprefix("\ufeff")
-            yield line.removesuffix("\n").removesuffix("\r")
-
-
 def _file_documents(path: Path) -> Iterator[list[str]]:
     """One file's non-empty documents in order (WikiText raw or plain text, detected by a first streamed pass)."""
     is_wikitext = any(_ARTICLE.match(line) for line in iter_lines(path))
@@ -136,6 +117,11 @@ def corpus_files(path: Path) -> list[Path]:
     if path.is_dir():
         return sorted(p for p in path.iterdir() if p.is_file() and p.suffix in (".txt", ".raw"))
     raise DataFormatError(path, None, "corpus path not found (expected a text file or a folder of *.txt/*.raw)")
+
+
+def corpus_size(path: Path) -> int:
+    """Bytes of the corpus files of ``path`` (:func:`corpus_files`)."""
+    return sum(f.stat().st_size for f in corpus_files(path))
 
 
 def iter_documents(path: str | Path, max_documents: int | None = None) -> Iterator[list[str]]:

@@ -69,10 +69,12 @@ def _tokenize(batch: Mapping[str, list], tokenizer: PreTrainedTokenizerBase, win
     """Tokenise (question, context) pairs into padded windows laid out by ``windows``; the windows come in example
     order (``overflow_to_sample_mapping`` indexes ``batch``)."""
     questions = _truncate_questions(batch["question"], tokenizer, windows.max_query_length)
-    lengths = [len(ids) for ids in tokenizer(questions, add_special_tokens=False)["input_ids"]]
     groups: dict[int, list[int]] = defaultdict(list)  # one tokenizer call per overlap value
-    for i, length in enumerate(lengths):
-        groups[windows.overlap_for(length)].append(i)
+    if windows.overlap is not None:  # one overlap for every example: no question lengths needed
+        groups[windows.overlap] = list(range(len(questions)))
+    else:
+        for i, ids in enumerate(tokenizer(questions, add_special_tokens=False)["input_ids"]):
+            groups[windows.overlap_for(len(ids))].append(i)
     encoded: dict[int, tuple[BatchEncoding, list[int]]] = {}
     for overlap, members in groups.items():
         enc = tokenizer(

@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from effbert.data.corpus import corpus_files, corpus_size
+
 __all__ = ["CorpusMemory", "measure_scale", "scaled_corpus"]
 
 
@@ -47,8 +49,6 @@ class CorpusMemory:
 
 def scaled_corpus(source: Path, scale: int, folder: Path) -> Path:
     """``scale`` copies of the corpus files of ``source`` (a file or folder) written into ``folder``."""
-    from effbert.data.corpus import corpus_files
-
     folder.mkdir(parents=True, exist_ok=True)
     for file in corpus_files(source):
         for copy in range(scale):
@@ -122,7 +122,7 @@ def measure_scale(source: Path, scale: int, tokenizer_source: str, max_seq_lengt
     """Prepare ``scale`` copies of ``source`` in a child process and return its figures."""
     with tempfile.TemporaryDirectory(prefix="effbert-corpus-memory-") as tmp:
         corpus = scaled_corpus(source, scale, Path(tmp) / "corpus")
-        size = sum(f.stat().st_size for f in corpus.iterdir()) / 2**20
+        size = corpus_size(corpus) / 2**20
         code = (
             "import sys; from effbert.measure.corpus_memory import _child; "
             "_child(*sys.argv[1:3], *map(int, sys.argv[3:5]), sys.argv[5])"
