@@ -63,6 +63,24 @@ class StageSpec:
 
         return self.command in GPU_COMMANDS
 
+    @property
+    def is_ddp(self) -> bool:
+        """Whether the stage trains on several processes when ``launch`` asks (`effbert.launch.DDP_COMMANDS`)."""
+        from effbert.launch import DDP_COMMANDS
+
+        return self.command in DDP_COMMANDS
+
+
+def train_nodes(root: Path) -> int:
+    """``launch.nodes`` of the workspace ``params.yaml`` (1 when it has none): the nodes a SLURM training job asks."""
+    import yaml
+
+    path = root / "params.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    launch = data.get("launch") if isinstance(data, dict) else None
+    nodes = launch.get("nodes", 1) if isinstance(launch, dict) else 1
+    return nodes if isinstance(nodes, int) and nodes > 0 else 1
+
 
 def _lookup(params: dict[str, Any], dotted: str) -> Any:
     node: Any = params

@@ -3,7 +3,10 @@
 distributed data parallel unchanged.
 
 The stage command relaunches itself (:func:`relaunch`), so DVC, Snakemake and the SLURM profile run the same
-``effbert <stage> ...`` line whatever the process count. Every process trains; the first (rank 0) alone writes the
+``effbert <stage> ...`` line whatever the process count. With ``launch.nodes`` > 1 the stage must run inside a SLURM
+allocation of that many nodes (the SLURM profile asks for them, workflow/rules/dvc_stages.smk): it relaunches as
+``srun`` one ``torchrun`` per node, meeting at a c10d rendezvous on the allocation's first node
+(:func:`multi_node_command`). Every process trains; the first (rank 0) alone writes the
 stage's outputs and its MLflow run (`effbert.runtime.stage_context` gives the others scratch folders and a run
 that records nothing). ``per_device`` batch sizes are the params' ``batch_size`` values, so the global batch is
 ``train_gpus x batch_size``.
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 DDP_COMMANDS = frozenset(
@@ -75,12 +78,15 @@ def relaunch(args: Sequence[str]) -> tuple[list[str], dict[str, str]] | None:
         return None
     from effbert.params import load
 
-    processes = load(_params_file(args[1:])).launch.train_gpus
-    if processes <= 1:
+    launch = load(_params_file(args[1:])).launch
+    processes = launch.train_gpus
+    if processes <= 1 and launch.nodes <= 1:
         return None
     import torch
 
     env = {} if torch.cuda.is_available() else {"ACCELERATE_USE_CPU": "true"}
+    if launch.nodes > 1:
+        return multi_node_command(args, launch.nodes, processes, os.environ), env
     argv = [
         sys.executable,
         "-m",
@@ -92,6 +98,61 @@ def relaunch(args: Sequence[str]) -> tuple[list[str], dict[str, str]] | None:
         *args,
     ]
     return argv, env
+
+
+RENDEZVOUS_PORT = 29400
+"""The port of the multi-node rendezvous on the allocation's first node."""
+
+
+def multi_node_command(args: Sequence[str], nodes: int, processes: int, environ: Mapping[str, str]) -> list[str]:
+    """``srun`` one ``torchrun`` per node of this SLURM job (``processes`` each), meeting at a c10d rendezvous on
+    the job's first node, keyed by the job id.
+
+    Args:
+        args: the stage command line after ``effbert``.
+        nodes: ``launch.nodes``.
+        processes: ``launch.train_gpus`` (per node).
+        environ: the environment (``SLURM_JOB_ID``, ``SLURM_JOB_NODELIST``, ``SLURM_NNODES``).
+
+    Raises:
+        EffbertError: not inside a SLURM job of ``nodes`` nodes, or no ``srun``/``scontrol``.
+    """
+    import shutil
+    import subprocess
+
+    from effbert.errors import EffbertError
+
+    job, nodelist = environ.get("SLURM_JOB_ID"), environ.get("SLURM_JOB_NODELIST")
+    if not job or not nodelist:
+        raise EffbertError(
+            f"launch.nodes={nodes}: a multi-node training stage runs inside a SLURM job of {nodes} nodes (run the "
+            "pipeline with the SLURM profile: effbert run --engine snakemake --profile workflow/profiles/slurm); "
+            "set launch.nodes: 1 otherwise"
+        )
+    if int(environ.get("SLURM_NNODES", "1")) < nodes:
+        raise EffbertError(f"launch.nodes={nodes}: this SLURM job has {environ.get('SLURM_NNODES', '1')} node(s)")
+    srun, scontrol = shutil.which("srun"), shutil.which("scontrol")
+    if srun is None or scontrol is None:
+        raise EffbertError(f"launch.nodes={nodes}: srun and scontrol (SLURM) must be on PATH")
+    hosts = subprocess.run([scontrol, "show", "hostnames", nodelist], capture_output=True, text=True, check=True)
+    head = hosts.stdout.split()[0]
+    return [
+        srun,
+        f"--nodes={nodes}",
+        f"--ntasks={nodes}",
+        "--ntasks-per-node=1",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nnodes={nodes}",
+        f"--nproc-per-node={processes}",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint={head}:{RENDEZVOUS_PORT}",
+        f"--rdzv-id=effbert-{job}",
+        "-m",
+        "effbert.cli",
+        *args,
+    ]
 
 
 def set_local_device() -> None:

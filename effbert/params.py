@@ -192,6 +192,7 @@ class StudentParams(_Section):
     max_ffn_units: Annotated[int, Field(ge=1, le=4)] = 4  # MLP units per layer in the supernet
     gelu_approximate: Literal["tanh", "none"] = "none"  # GELU in the MLP expressions: the teacher's (BERT: none = erf)
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+    tiny_hidden_size: Annotated[int, Field(ge=4)] = 360  # EfficientBERT-TINY and ++: the first N dims of the supernet
 
     @field_validator("num_attention_heads")
     @classmethod
@@ -311,6 +312,7 @@ class TinyBertParams(_Section):
     prediction: MethodTraining = MethodTraining(learning_rate=3e-5)  # task step 2: soft CE, best held-out kept
     temperature: PositiveFloat = 1.0  # soft cross-entropy temperature of the prediction step
     augment: TinyBertAugmentParams = TinyBertAugmentParams()
+    transfer: TransferParams = TransferParams()  # corpus pairs for pair tasks, as final_distill.task.transfer
 
 
 class TheseusParams(_Section):
@@ -379,6 +381,25 @@ METHOD_MODELS = {
     "fastbert": "fastbert",
 }
 """Each method's final students: ``results/models/<name>/<task>`` and ``evaluate@<name>-<task>``."""
+
+
+VariantName = Literal["plus", "tiny", "plusplus"]
+VARIANTS: tuple[str, ...] = get_args(VariantName)
+"""The EfficientBERT variants of the paper (``variants`` in params; reference sections 3.4 and 3.6): ``plus``
+(EfficientBERT+: task KD from stage 3's multi-task weights, heads included, no general KD), ``tiny``
+(EfficientBERT-TINY: the supernet's first ``student.tiny_hidden_size`` dims) and ``plusplus`` (EfficientBERT++: the
+same slice, every layer twice)."""
+
+VARIANT_MODELS = {"plus": "student_plus", "tiny": "student_tiny", "plusplus": "student_plusplus"}
+"""Each variant's final students: ``results/models/<name>/<task>`` and ``evaluate@<name>-<task>``."""
+
+
+def variant_tasks(variant: str, tasks: Sequence[str]) -> list[str]:
+    """The tasks of ``tasks`` a variant defines: EfficientBERT+ starts from stage 3's multi-task GLUE heads, so it
+    has no span-QA student (the paper reports it on GLUE only); TINY and ++ take every task."""
+    if variant == "plus":
+        return [t for t in tasks if get_task(t).kind != "span"]
+    return list(tasks)
 
 
 def method_tasks(method: str, tasks: Sequence[str]) -> list[str]:
@@ -594,6 +615,7 @@ class LaunchParams(_Section):
     and lineage, not DVC params: `effbert.launch`)."""
 
     train_gpus: PositiveInt = 1  # processes per training stage, one per GPU (CPU: gloo); > 1 runs it under torchrun
+    nodes: PositiveInt = 1  # > 1: each training stage spans that many SLURM nodes (srun + torchrun rendezvous)
     tf32: bool = True  # TF32 matmuls and convolutions on CUDA GPUs that have them (Ampere and later)
 
 
@@ -604,6 +626,7 @@ class Params(_Section):
     bf16: Literal["auto"] | bool = "auto"  # bf16 autocast, fp32 weights; auto = where the CPU/GPU has native bf16
     tasks: Annotated[list[str], Field(min_length=1)] = ["sst2", "mrpc", "squad_v1"]
     methods: Annotated[list[MethodName], Field(min_length=1)] = list(METHODS)  # type: ignore[arg-type]
+    variants: list[VariantName] = []  # EfficientBERT's variants built beside the main student
     data: DataParams = DataParams()
     finetune_teacher: FinetuneTeacherParams = FinetuneTeacherParams()
     student: StudentParams = StudentParams()
@@ -639,6 +662,13 @@ class Params(_Section):
             raise ValueError("must include efficientbert (the method the pipeline searches; the others compare to it)")
         if len(set(value)) != len(value):
             raise ValueError("methods must not repeat")
+        return value
+
+    @field_validator("variants")
+    @classmethod
+    def _check_variants(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("variants must not repeat")
         return value
 
     @model_validator(mode="before")
@@ -685,6 +715,26 @@ class Params(_Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _variants_fit(self) -> Params:
+        """TINY and ++ need a narrower frame the heads divide; EfficientBERT+'s WNLI needs QNLI's head."""
+        student = self.student
+        narrow = {"tiny", "plusplus"} & set(self.variants)
+        if narrow and (
+            student.tiny_hidden_size >= student.hidden_size or student.tiny_hidden_size % student.num_attention_heads
+        ):
+            raise ValueError(
+                f"student.tiny_hidden_size={student.tiny_hidden_size} (variants {sorted(narrow)}) must be below "
+                f"student.hidden_size ({student.hidden_size}) and a multiple of student.num_attention_heads "
+                f"({student.num_attention_heads})"
+            )
+        if "plus" in self.variants and "wnli" in self.tasks and "qnli" not in self.tasks:
+            raise ValueError(
+                "variants lists plus and tasks list wnli without qnli: EfficientBERT+'s WNLI student starts from "
+                "stage 3's QNLI head (WNLI has none of its own); add qnli to tasks or plus out of variants"
+            )
+        return self
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def dag(self) -> dict[str, Any]:
@@ -702,8 +752,16 @@ class Params(_Section):
             evaluations.update(
                 {f"{METHOD_MODELS[method]}-{t}": {"model": METHOD_MODELS[method], "task": t} for t in tasks}
             )
+        variant_students = {
+            f"{VARIANT_MODELS[v]}-{t}": {"variant": v, "model": VARIANT_MODELS[v], "task": t}
+            for v in self.variants
+            for t in variant_tasks(v, self.tasks)
+        }
+        evaluations.update({key: {"model": s["model"], "task": s["task"]} for key, s in variant_students.items()})
         return {
             **per_method,
+            "variants": list(self.variants),
+            "variant_students": variant_students,
             "tinybert_general": ["corpus"] if "tinybert" in on else [],
             "tinybert_plain": [t for t in per_method["tinybert"] if t not in augmented],
             "tinybert_augmented": augmented,

@@ -141,8 +141,8 @@ def test_commands_name_whole_stage_outputs() -> None:
 
 def test_both_engines_plan_the_paper_profile_for_its_eleven_tasks(project: Path) -> None:
     """``effbert run --dry-run`` on the paper profile, with its local data folders present but empty: DVC and
-    Snakemake plan the same jobs, every method's stages for the tasks it defines, on the 9 GLUE tasks and both
-    SQuADs."""
+    Snakemake plan the same jobs, every method's and variant's stages for the tasks it defines, on the 9 GLUE tasks
+    and both SQuADs."""
     for folder in ("glue_data", "squad_data", "corpus/wikipedia"):
         (project / folder).mkdir(parents=True)
     dvc = run_cli(["effbert", "run", "--params", "params/paper.yaml", "--dry-run"], project)
@@ -159,6 +159,14 @@ def test_both_engines_plan_the_paper_profile_for_its_eleven_tasks(project: Path)
     assert {f"dynabert@{t}" for t in glue} <= planned and "dynabert@squad_v1" not in planned
     assert "fastbert@stsb" not in planned and "fastbert@squad_v2" not in planned  # classification only
     assert {f"tinybert_augment@{t}" for t in glue if t != "wnli"} <= planned
+    # the variants: EfficientBERT+ on the GLUE tasks (stage 3's heads), TINY and ++ on all 11, each exported
+    assert {"variant_general@plus", "variant_general@tiny", "variant_general@plusplus"} <= planned
+    for task in [*glue, "squad_v1", "squad_v2"]:
+        for model in ("student_tiny", "student_plusplus"):
+            assert {f"variant_distill@{model}-{task}", f"evaluate@{model}-{task}"} <= planned, (model, task)
+            assert f"variant_export@{model}-{task}" in planned
+    assert {f"variant_distill@student_plus-{t}" for t in glue} <= planned
+    assert "variant_distill@student_plus-squad_v1" not in planned
     snake = run_cli(["effbert", "run", "--params", "params/paper.yaml", "--engine", "snakemake", "--dry-run"], project)
     assert snake.returncode == 0, snake.stderr[-2000:]
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", snake.stdout.split("Job stats:", 1)[1], re.M))

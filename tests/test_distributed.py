@@ -92,3 +92,35 @@ def test_the_smoke_dag_runs_every_training_stage_on_two_processes(project: Path)
             lineage = json.loads((project / out / "lineage.json").read_text())
             assert lineage["compute"]["processes"] == 2, (stage.name, out)
     assert (project / "results/eval_summary/comparison.json").is_file()
+
+
+def test_several_nodes_srun_one_torchrun_per_node_at_one_rendezvous(tmp_path: Path) -> None:
+    """``launch.nodes`` > 1: inside a SLURM job the stage relaunches as ``srun`` of one ``torchrun`` per node, all
+    meeting at a c10d rendezvous on the job's first node; outside one (or in a smaller one) it is refused."""
+    import os
+    import stat
+
+    from effbert.errors import EffbertError
+    from effbert.launch import multi_node_command
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in (("srun", "exit 0"), ("scontrol", "printf 'gpu-a1\\ngpu-a2\\n'")):
+        script = bin_dir / name
+        script.write_text(f"#!/bin/sh\n{body}\n")
+        script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    args = ["warmup-kd", "--corpus", "results/prepare_corpus"]
+    with pytest.raises(EffbertError, match="inside a SLURM job of 2 nodes"):
+        multi_node_command(args, 2, 4, {})
+    job = {"SLURM_JOB_ID": "77", "SLURM_JOB_NODELIST": "gpu-a[1-2]", "SLURM_NNODES": "1"}
+    with pytest.raises(EffbertError, match="has 1 node"):
+        multi_node_command(args, 2, 4, job)
+    path = os.environ["PATH"]
+    os.environ["PATH"] = f"{bin_dir}{os.pathsep}{path}"
+    try:
+        argv = multi_node_command(args, 2, 4, {**job, "SLURM_NNODES": "2"})
+    finally:
+        os.environ["PATH"] = path
+    assert argv[0] == str(bin_dir / "srun") and argv[1:4] == ["--nodes=2", "--ntasks=2", "--ntasks-per-node=1"]
+    assert {"--nnodes=2", "--nproc-per-node=4", "--rdzv-backend=c10d", "--rdzv-endpoint=gpu-a1:29400"} <= set(argv)
+    assert "--rdzv-id=effbert-77" in argv and argv[-3:] == args

@@ -35,12 +35,47 @@ def test_dag_lists_follow_methods_and_tasks() -> None:
     assert dag["tinybert_plain"] == ["sst2", "squad_v1"] and dag["tinybert_augmented"] == ["stsb"]
     assert "fastbert-sst2" in dag["evaluations"] and "fastbert-stsb" not in dag["evaluations"]
     assert dag["evaluations"]["theseus-squad_v1"] == {"model": "theseus", "task": "squad_v1"}
-    raw["methods"] = ["efficientbert", "theseus"]
+    raw["methods"], raw["variants"] = ["efficientbert", "theseus"], []
     dag = params.validate(raw).dag
     assert dag["tinybert_general"] == [] and dag["dynabert"] == [] and dag["theseus"] == ["sst2", "stsb", "squad_v1"]
     assert sorted({e["model"] for e in dag["evaluations"].values()}) == ["student", "teacher", "theseus"]
+    assert dag["variants"] == [] and dag["variant_students"] == {}
     # the workspace file spells dag out; reading it back ignores it (derived, never an input)
     assert params.validate({**raw, "dag": {"anything": 1}}).dag == dag
+
+
+def test_dag_lists_follow_variants() -> None:
+    """`variants` gives each variant a general stage and a student per task it defines (EfficientBERT+: no span QA,
+    its heads are stage 3's GLUE heads), each evaluated like the main student."""
+    raw = params.read_yaml(ROOT / "params" / "smoke.yaml")
+    raw["tasks"], raw["variants"] = ["sst2", "squad_v1"], ["tiny", "plus"]
+    dag = params.validate(raw).dag
+    assert dag["variants"] == ["tiny", "plus"]
+    assert dag["variant_students"] == {
+        "student_tiny-sst2": {"variant": "tiny", "model": "student_tiny", "task": "sst2"},
+        "student_tiny-squad_v1": {"variant": "tiny", "model": "student_tiny", "task": "squad_v1"},
+        "student_plus-sst2": {"variant": "plus", "model": "student_plus", "task": "sst2"},
+    }
+    assert {"student_tiny-squad_v1", "student_plus-sst2"} <= set(dag["evaluations"])
+    assert "student_plus-squad_v1" not in dag["evaluations"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"variants": ["tiny", "tiny"]}, "variants must not repeat"),
+        ({"variants": ["plus"], "tasks": ["sst2", "wnli"]}, "QNLI head"),
+        ({"variants": ["huge"]}, "variants.0"),
+        ({"student": {"tiny_hidden_size": 40}}, "multiple of student.num_attention_heads"),
+        ({"student": {"tiny_hidden_size": 48}}, "below student.hidden_size"),
+    ],
+)
+def test_bad_variants_are_refused(change: dict[str, object], message: str) -> None:
+    raw = params.read_yaml(ROOT / "params" / "smoke.yaml")
+    for key, value in change.items():
+        raw[key] = {**raw[key], **value} if isinstance(value, dict) else value
+    with pytest.raises(params.ParamsError, match=message):
+        params.validate(raw, "p.yaml")
 
 
 def test_methods_must_include_efficientbert() -> None:
@@ -57,7 +92,7 @@ def test_unset_proxy_task_is_the_first_sentence_task(tmp_path: Path) -> None:
     raw = params.read_yaml(ROOT / "params" / "smoke.yaml")
     assert raw["search"]["proxy_task"] is None
     assert params.validate(raw).proxy_task == "sst2"
-    assert params.validate(params.apply_overrides(raw, ["tasks=[squad_v1, wnli]"])).proxy_task == "wnli"
+    assert params.validate(params.apply_overrides(raw, ["tasks=[squad_v1, wnli]", "variants=[]"])).proxy_task == "wnli"
     assert params.validate(params.apply_overrides(raw, ["tasks=[rte, mrpc]"])).search.proxy_task == "rte"
     with pytest.raises(ParamsError) as err:
         params.validate(params.apply_overrides(raw, ["tasks=[squad_v1]"]), "p.yaml")

@@ -31,8 +31,14 @@ def set_projection(loss: DistillationLoss, matrix: Any) -> None:
         fit_dense.bias.zero_()
 
 
-def load_projection(loss: DistillationLoss, directory: Path) -> None:
+def load_projection(loss: DistillationLoss, directory: Path, *, leading: bool = False) -> None:
     """Continue with the projection trained by the stage that wrote ``directory``.
+
+    Args:
+        loss: the objective whose ``fit_dense`` is set.
+        directory: the model directory holding ``fit_dense.safetensors``.
+        leading: a narrower student than the one it was trained for (EfficientBERT-TINY and ++ cut from the
+            supernet): take the leading block of every tensor (the first student columns).
 
     Raises:
         EffbertError: the file is missing or its shapes do not match.
@@ -42,7 +48,14 @@ def load_projection(loss: DistillationLoss, directory: Path) -> None:
     path = directory / FIT_DENSE_FILE
     if not path.is_file():
         raise EffbertError(f"{path}: missing (the hidden-state projection of the previous distillation stage)")
+    state = load_file(str(path))
+    if leading:
+        wanted = loss.hidden_loss.state_dict()
+        state = {
+            key: value[tuple(slice(0, n) for n in wanted[key].shape)] if key in wanted else value
+            for key, value in state.items()
+        }
     try:
-        loss.hidden_loss.load_state_dict(load_file(str(path)))
+        loss.hidden_loss.load_state_dict(state)
     except RuntimeError as err:
         raise EffbertError(f"{path}: does not fit this student/teacher pair: {str(err).splitlines()[-1]}") from None

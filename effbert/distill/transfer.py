@@ -13,19 +13,24 @@ the teacher's function on (a transfer set, in the sense of Hinton et al.'s disti
   "paraphrase" side; TinyBERT's word-replacement idea without a masked-LM head, which the demo's sentence-embedding
   teacher does not have).
 
-Not in the EfficientBERT paper (it uses no augmentation); ``final_distill.task.transfer.corpus_pairs`` turns it on.
-Pure functions of the corpus rows, the tokenizer and the embeddings: no I/O.
+Not in the EfficientBERT paper (it uses no augmentation); ``final_distill.task.transfer.corpus_pairs`` turns it on
+for EfficientBERT's task KD and ``tinybert.transfer.corpus_pairs`` for TinyBERT's (the same extra inputs, so the
+comparison stays like for like). Pure functions of the corpus rows, the tokenizer and the embeddings: no I/O.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-__all__ = ["STOP_WORDS", "corpus_pairs", "nearest_words", "word_neighbours"]
+if TYPE_CHECKING:
+    from effbert.data.prepared import TaskRows
+    from effbert.params import TransferParams
+
+__all__ = ["STOP_WORDS", "corpus_pairs", "is_pair_task", "nearest_words", "with_corpus_pairs", "word_neighbours"]
 
 STOP_WORDS = frozenset(
     [
@@ -196,3 +201,44 @@ def corpus_pairs(
 def _whole(tokens: list[str], i: int) -> bool:
     """Whether ``tokens[i]`` is a whole word (the next token does not continue it with ``##``)."""
     return i + 1 >= len(tokens) or not tokens[i + 1].startswith("##")
+
+
+def with_corpus_pairs(
+    rows: TaskRows, corpus: Any, tokenizer: Any, teacher: Any, transfer: TransferParams, *, seed: int
+) -> TaskRows:
+    """``rows`` with the training split's model inputs followed by the corpus pairs of :func:`corpus_pairs`,
+    shuffled together (seeded); gold labels are dropped from training, which never reads them (pure KD).
+
+    Args:
+        rows: the task's prepared rows (train, held-out slice).
+        corpus: the prepared corpus rows (sentence-pair layout).
+        tokenizer: the student's tokenizer.
+        teacher: the fine-tuned teacher (its input embeddings give the near copies' replacement words).
+        transfer: a ``transfer`` params section (``final_distill.task.transfer``, ``tinybert.transfer``).
+        seed: the run's seed.
+    """
+    import logging
+
+    import datasets
+
+    from effbert.data.prepared import TaskRows
+
+    extra = corpus_pairs(
+        corpus,
+        tokenizer,
+        teacher.get_input_embeddings().weight,
+        segment_tokens=transfer.segment_tokens,
+        replace_prob=transfer.replace_prob,
+        neighbours=transfer.neighbours,
+        seed=seed,
+    )
+    inputs = ["input_ids", "token_type_ids", "attention_mask"]
+    own = rows.train.select_columns(inputs)
+    combined = datasets.concatenate_datasets([own, datasets.Dataset.from_list(extra).cast(own.features)])
+    logging.getLogger(__name__).info("transfer: %d corpus pairs added to %d training rows", len(extra), len(own))
+    return TaskRows(combined.shuffle(seed=seed).flatten_indices(), rows.heldout, rows.heldout_examples)
+
+
+def is_pair_task(train: Any) -> bool:
+    """Whether a prepared GLUE training split has a second sentence (SQuAD's features have no ``text_b``)."""
+    return "text_b" in train.column_names and any(train.select(range(min(len(train), 100)))["text_b"])

@@ -29,7 +29,7 @@ from effbert.export.model_card import (
     describe_teacher,
     render_model_card,
 )
-from effbert.params import Params
+from effbert.params import VARIANT_MODELS, Params
 from effbert.runtime import read_json
 
 __all__ = [
@@ -49,8 +49,11 @@ CARD_FILE = "README.md"
 """The card's file name in a student's Hugging Face directory."""
 
 
-def registered_name(params: Params, task: str) -> str:
-    """The model-registry name of a task's student: ``<export.registry_prefix>-<task>``."""
+def registered_name(params: Params, task: str, variant: str | None = None) -> str:
+    """The model-registry name of a task's student: ``<export.registry_prefix>-<task>``; a variant's
+    ``<export.registry_prefix>-<variant's model name>-<task>`` (``effbert-student_tiny-sst2``)."""
+    if variant is not None:
+        return f"{params.export.registry_prefix}-{VARIANT_MODELS[variant]}-{task}"
     return f"{params.export.registry_prefix}-{task}"
 
 
@@ -221,6 +224,7 @@ def card_facts(
     registry: RegistryFacts | None = None,
     notes: tuple[str, ...] = (),
     method: str = "efficientbert",
+    variant: str | None = None,
 ) -> ModelCardFacts:
     """Gather the facts of a student's model card (an EfficientBERT student, or a compared method's model).
 
@@ -237,6 +241,7 @@ def card_facts(
         registry: the registry entry, when there is one.
         notes: sentences added under the metrics.
         method: the compression method that made the model (`effbert.params.METHODS`).
+        variant: the EfficientBERT variant the student is (`effbert.params.VARIANTS`), None for the main student.
 
     Returns:
         The facts.
@@ -257,7 +262,7 @@ def card_facts(
         name = Architecture.load(arch_file).name if arch_file.is_file() else "config"
         architecture = config.architecture(name)
     return ModelCardFacts(
-        name=registered_name(params, task)
+        name=registered_name(params, task, variant)
         if method == "efficientbert"
         else f"{params.export.registry_prefix}-{method}-{task}",
         task=task,
@@ -280,6 +285,7 @@ def card_facts(
         registry=registry,
         notes=notes,
         method=method,
+        variant=variant,
         num_layers=config.num_hidden_layers,
         hidden_size=config.hidden_size,
         intermediate_size=getattr(config, "intermediate_size", None),
@@ -299,6 +305,7 @@ def write_initial_card(
     stage: tracking.StageRun,
     trained_by: str = "final_distill",
     notes: tuple[str, ...] | None = None,
+    variant: str | None = None,
 ) -> Path:
     """Write the first model card of a freshly distilled task student (``final_distill@<task>``, or the stage
     ``trained_by`` of a compared method).
@@ -318,6 +325,7 @@ def write_initial_card(
         stage: the distillation's MLflow run.
         trained_by: the stage family that trained the model (its run is named ``<trained_by>@<task>``).
         notes: the card's closing notes; None = where the export stage's full card is (EfficientBERT's students).
+        variant: the EfficientBERT variant the student is (trained by ``variant_distill``).
 
     Returns:
         The card's path.
@@ -330,7 +338,12 @@ def write_initial_card(
     lineage = LineageFacts(
         git_commit=tracking.git_commit(),
         code_digest=tracking.code_digest(),
-        runs=((f"{trained_by}@{task} (trained this model)", stage.run_id),),
+        runs=(
+            (
+                f"{trained_by}@{task if variant is None else f'{VARIANT_MODELS[variant]}-{task}'} (trained this model)",
+                stage.run_id,
+            ),
+        ),
         upstream_run_ids=tuple(stage.upstream),
     )
     facts = card_facts(
@@ -342,11 +355,13 @@ def write_initial_card(
         metrics=heldout_metric_rows(spec, metrics, history, data),
         lineage=lineage,
         teacher_dir=teacher_dir,
-        method="efficientbert" if trained_by == "final_distill" else trained_by,
+        method="efficientbert" if trained_by in ("final_distill", "variant_distill") else trained_by,
+        variant=variant,
         notes=notes
         if notes is not None
         else (
-            f"Dev-set metrics, the ONNX export and the registry entry are in the card that stage `export@{task}` "
+            "Dev-set metrics, the ONNX export and the registry entry are in the card that stage "
+            f"`{'export@' + task if variant is None else f'variant_export@{VARIANT_MODELS[variant]}-{task}'}` "
             "writes (`effbert export`).",
         ),
     )

@@ -19,6 +19,7 @@ import yaml
 from effbert.data.tasks import TaskSpec, get_task
 from effbert.methods.efficientbert.architecture import Architecture
 from effbert.methods.efficientbert.search.hall_of_fame import describe_layer
+from effbert.methods.efficientbert.variants import VARIANT_LABELS, VARIANT_SUMMARIES
 
 __all__ = [
     "SECTIONS",
@@ -231,6 +232,7 @@ class ModelCardFacts:
         num_layers: transformer layers.
         hidden_size: hidden size H.
         intermediate_size: feed-forward width of a BERT-family model (None for an EffBert student).
+        variant: the EfficientBERT variant (``plus``, ``tiny``, ``plusplus``) the student is, None for the main one.
     """
 
     name: str
@@ -257,6 +259,7 @@ class ModelCardFacts:
     num_layers: int = 0
     hidden_size: int = 0
     intermediate_size: int | None = None
+    variant: str | None = None
 
 
 def dataset_name(spec: TaskSpec) -> str:
@@ -336,6 +339,7 @@ def _what_it_is(facts: ModelCardFacts, spec: TaskSpec) -> list[str]:
         "search over MLP expressions and sizes, and the weights were learned by knowledge distillation, first "
         "task-agnostic from the pre-trained teacher, then on the task from its fine-tuned teacher (attention, "
         "hidden states and predictions).",
+        *(["", f"This is {VARIANT_SUMMARIES[facts.variant]} (the paper's section 3.6)."] if facts.variant else []),
         "",
         f"Class: `{facts.model_class}` (`model_type: effbert`); it loads through transformers' Auto classes once "
         "`effbert` is imported.",
@@ -599,6 +603,8 @@ def render_model_card(facts: ModelCardFacts) -> str:
         ("How to load", _how_to_load(facts, spec)),
     ]
     made_by = "EfficientBERT student" if facts.method == "efficientbert" else f"{facts.method} model"
+    if facts.variant is not None:
+        made_by = f"{VARIANT_LABELS[facts.variant]} student"
     parts = [_front_matter(facts, spec), f"# {facts.name}: {made_by} for {dataset_name(spec)}", ""]
     for title, lines in body:
         parts += [f"## {title}", "", *lines, ""]

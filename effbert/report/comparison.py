@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from effbert.data.tasks import get_task, selection_score
-from effbert.params import METHOD_MODELS, Params
+from effbert.params import METHOD_MODELS, VARIANT_MODELS, Params
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,11 @@ METHOD_LABELS = {
     "theseus": "BERT-of-Theseus",
     "dynabert": "DynaBERT",
     "fastbert": "FastBERT",
+    "student_plus": "EfficientBERT+ (ours)",
+    "student_tiny": "EfficientBERT-TINY (ours)",
+    "student_plusplus": "EfficientBERT++ (ours)",
 }
-"""How the table and the figures name each method."""
+"""How the table and the figures name each method (and each EfficientBERT variant, by its model name)."""
 
 
 @dataclass(frozen=True)
@@ -55,8 +58,8 @@ class Candidate:
 
 
 def candidates(params: Params, results: Path, eval_dir: Path, read_record: Any) -> dict[str, list[Candidate]]:
-    """Per task of ``tasks``, the models of every method in ``methods`` (and the teacher), with their evaluation
-    records.
+    """Per task of ``tasks``, the models of every method in ``methods`` (and the teacher) and of every EfficientBERT
+    variant in ``variants`` (its ``method`` is its model name, ``student_tiny``), with their evaluation records.
 
     Args:
         params: the run's params (``tasks``, ``methods``).
@@ -64,13 +67,17 @@ def candidates(params: Params, results: Path, eval_dir: Path, read_record: Any) 
         eval_dir: the evaluations (``<name>/<task>/metrics.json``).
         read_record: reads a ``metrics.json`` (path, what) -> dict (errors name the file).
     """
-    from effbert.params import method_tasks
+    from effbert.params import method_tasks, variant_tasks
 
     found: dict[str, list[Candidate]] = {task: [] for task in params.tasks}
-    methods = ["teacher", *params.methods]
+    methods = ["teacher", *params.methods, *(VARIANT_MODELS[v] for v in params.variants)]
+    variant_of = {model: variant for variant, model in VARIANT_MODELS.items()}
     for method in methods:
-        name = "teacher" if method == "teacher" else METHOD_MODELS[method]
-        tasks = params.tasks if method in ("teacher", "efficientbert") else method_tasks(method, params.tasks)
+        name = "teacher" if method == "teacher" else METHOD_MODELS.get(method, method)
+        if method in variant_of:
+            tasks = variant_tasks(variant_of[method], params.tasks)
+        else:
+            tasks = params.tasks if method in ("teacher", "efficientbert") else method_tasks(method, params.tasks)
         for task in tasks:
             record = read_record(eval_dir / name / task / "metrics.json", f"evaluate@{name}-{task}")
             model_dir = results / "models" / name / task
@@ -241,6 +248,7 @@ def compare(params: Params, results: Path, eval_dir: Path, read_record: Any) -> 
     return {
         "tasks": tables,
         "methods": list(params.methods),
+        "variants": list(params.variants),
         "machine": machine_description(),
         "protocol": {**params.latency.model_dump(), "linear_kernel": LINEAR_KERNEL},
         "macs_seq_len": params.report.macs_seq_len,

@@ -238,23 +238,34 @@ def collect_search(paths: ReportPaths) -> list[dict[str, Any]]:
     return stages
 
 
-def collect_exports(export_root: Path | None, tasks: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Read the export stage's records.
+def collect_exports(
+    export_root: Path | None, tasks: Sequence[str], variant_students: Mapping[str, Mapping[str, str]] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Read the export stages' records (the main students', then the variants').
 
     Args:
         export_root: ``results/export``, or None when the export did not run.
         tasks: the profile's tasks.
+        variant_students: ``dag.variant_students`` (``<model>-<task>`` -> variant, model, task).
 
     Returns:
-        task -> {``onnx``: ``onnx.json``, ``registry``: ``registry.json`` or None}, for the tasks with an ``onnx.json``.
+        task (a variant's: ``<task> (<variant label>)``) -> {``onnx``: ``onnx.json``, ``registry``: ``registry.json``
+        or None}, for the exports with an ``onnx.json``.
     """
+    from effbert.methods.efficientbert.variants import VARIANT_LABELS
+
     found: dict[str, dict[str, Any]] = {}
     if export_root is None:
         return found
-    for task in tasks:
-        onnx_file, registry_file = export_root / task / "onnx.json", export_root / task / "registry.json"
+    places = [(task, export_root / task) for task in tasks]
+    places += [
+        (f"{s['task']} ({VARIANT_LABELS[s['variant']]})", export_root / s["model"] / s["task"])
+        for s in (variant_students or {}).values()
+    ]
+    for key, folder in places:
+        onnx_file, registry_file = folder / "onnx.json", folder / "registry.json"
         if onnx_file.is_file():
-            found[task] = {
+            found[key] = {
                 "onnx": read_json(onnx_file, "export stage output"),
                 "registry": read_json(registry_file, "export stage output") if registry_file.is_file() else None,
             }
@@ -266,11 +277,16 @@ def _lineage_dirs(params: Params, paths: ReportPaths) -> list[Path]:
     directories: list[Path] = [paths.prepare_data / task for task in params.tasks]
     directories += [paths.teacher_models / task for task in params.tasks]
     directories += [paths.student_general, *(paths.student_models / task for task in params.tasks)]
+    models = paths.student_models.parent
+    directories += [models / f"student_general_{variant}" for variant in params.variants]
+    directories += [models / s["model"] / s["task"] for s in params.dag["variant_students"].values()]
     directories += [*paths.search_stages, paths.eval_summary]
     directories += [d for d in map(_optional_dir, (paths.search_quality, paths.predict_test)) if d is not None]
     export_root = _optional_dir(paths.export)
     if export_root is not None:
         directories += [export_root / task for task in params.tasks if (export_root / task).is_dir()]
+        variants = [export_root / s["model"] / s["task"] for s in params.dag["variant_students"].values()]
+        directories += [folder for folder in variants if folder.is_dir()]
     return directories
 
 
@@ -374,7 +390,7 @@ def collect(params: Params, paths: ReportPaths, bert_base: nn.Module | None = No
         lineage=collect_lineage(params, paths),
         quality=quality,
         quality_png=quality_png,
-        exports=collect_exports(_optional_dir(paths.export), params.tasks),
+        exports=collect_exports(_optional_dir(paths.export), params.tasks, params.dag["variant_students"]),
         manifest=manifest,
         comparison=_optional_json(paths.eval_summary, "comparison.json", "eval_summary output"),
         cost=collect_cost(params, paths),

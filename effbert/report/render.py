@@ -532,8 +532,11 @@ METHOD_STYLES = {
     "theseus": ("#1a7f37", "D"),
     "dynabert": ("#9a6700", "^"),
     "fastbert": ("#8250df", "v"),
+    "student_plus": ("#cf222e", "P"),
+    "student_tiny": ("#cf222e", "p"),
+    "student_plusplus": ("#cf222e", "X"),
 }
-"""Colour and marker of each method in the comparison figures."""
+"""Colour and marker of each method (EfficientBERT's variants: its colour, their own markers) in the figures."""
 
 
 def _plain_ticks() -> Any:

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 PARAMS = (
     "tasks",
     "methods",
+    "variants",
     "latency",
     "report.macs_seq_len",
     "fastbert.speeds",

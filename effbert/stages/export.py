@@ -13,7 +13,9 @@ Output ``results/export/<task>/``:
   ``export.registry_alias``, ``models:/<name>@<alias>``, run id) of the student logged as a pyfunc model
   (`effbert.export.pyfunc`).
 
-A parity difference above ``export.parity_tolerance`` fails the stage (nothing is written). The card's facts come
+With ``--variant`` the same for a variant's student (stage ``variant_export@<model>-<task>``, registered as
+``<export.registry_prefix>-<model>-<task>``). A parity difference above ``export.parity_tolerance`` fails the stage
+(nothing is written). The card's facts come
 from `effbert.export.card_facts`, which ``final_distill@<task>`` also uses for the first card.
 """
 
@@ -31,7 +33,7 @@ from effbert import tracking
 from effbert.compute import seed_everything
 from effbert.data.tasks import get_task
 from effbert.errors import EffbertError
-from effbert.params import Params
+from effbert.params import VARIANT_MODELS, VARIANTS, Params
 from effbert.runtime import load_params, params_option, read_json, stage_context, write_json
 
 if TYPE_CHECKING:
@@ -69,24 +71,32 @@ REGISTRY_FILE = "registry.json"
 @click.option("--teacher", "teacher_dir", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False))
+@click.option("--variant", type=click.Choice(VARIANTS), default=None, help="The student is this EfficientBERT variant.")
 @params_option
 def command(
-    task: str, model_dir: str, eval_dir: str, teacher_dir: str, data_dir: str, out: str, params_file: str
+    task: str,
+    model_dir: str,
+    eval_dir: str,
+    teacher_dir: str,
+    data_dir: str,
+    out: str,
+    variant: str | None,
+    params_file: str,
 ) -> None:
     """Model card, ONNX export (parity-checked, latency beside PyTorch) and MLflow registry entry of a student."""
     get_task(task)
     params = load_params(params_file)
-    with stage_context("export", f"export@{task}", params, PARAMS, [Path(out)], {"effbert.task": task}) as (
-        run,
-        (tmp,),
-    ):
+    name, instance, tags = "export", f"export@{task}", {"effbert.task": task}
+    if variant is not None:
+        name, instance = "variant_export", f"variant_export@{VARIANT_MODELS[variant]}-{task}"
+        tags["effbert.variant"] = variant
+    with stage_context(name, instance, params, PARAMS, [Path(out)], tags) as (run, (tmp,)):
         run.consume(Path(model_dir), f"{task}/student", context="model")
         run.consume(Path(eval_dir), f"{task}/student/eval", context="metrics")
         run.consume(Path(teacher_dir), f"{task}/teacher", context="teacher")
         run.consume(Path(data_dir), f"{task}/prepared", context="parity")
-        export_student(
-            params, task, Path(model_dir), Path(eval_dir), Path(data_dir), tmp, run, teacher_dir=Path(teacher_dir)
-        )
+        dirs = (Path(model_dir), Path(eval_dir), Path(data_dir), tmp)
+        export_student(params, task, *dirs, run, teacher_dir=Path(teacher_dir), variant=variant)
 
 
 def export_student(
@@ -99,6 +109,7 @@ def export_student(
     stage: tracking.StageRun,
     *,
     teacher_dir: Path | None = None,
+    variant: str | None = None,
 ) -> dict[str, Any]:
     """Export a task student: model card, ONNX with parity and latency, model-registry entry (see module doc).
 
@@ -111,6 +122,7 @@ def export_student(
         out_dir: where to write (the command renames it into place).
         stage: this stage's MLflow run (metrics, artifacts, the registered model).
         teacher_dir: the fine-tuned teacher, named in the card when given.
+        variant: the EfficientBERT variant the student is (its registry name and card say so).
 
     Returns:
         The ``onnx.json`` record plus ``registry`` (the ``registry.json`` record).
@@ -133,7 +145,7 @@ def export_student(
     shutil.copytree(model_dir, hf_dir, ignore=shutil.ignore_patterns(tracking.LINEAGE_FILE, CARD_FILE))
     (out_dir / ONNX_FILE).write_bytes(blob)
     write_json(out_dir / ONNX_REPORT, report)
-    registry = RegistryFacts(name=registered_name(params, task), alias=params.export.registry_alias)
+    registry = RegistryFacts(name=registered_name(params, task, variant), alias=params.export.registry_alias)
     card = _write_card(
         params,
         task,
@@ -146,6 +158,7 @@ def export_student(
         registry=registry,
         stage=stage,
         teacher_dir=teacher_dir,
+        variant=variant,
     )
     entry = _register(params, task, hf_dir, registry, stage)
     write_json(out_dir / REGISTRY_FILE, entry)
@@ -186,6 +199,7 @@ def _write_card(
     registry: RegistryFacts,
     stage: tracking.StageRun,
     teacher_dir: Path | None,
+    variant: str | None = None,
 ) -> Path:
     """Write the full model card into ``hf_dir``: dev metrics, ONNX parity and latency, registry entry, lineage."""
     from effbert.export.card_facts import CARD_FILE, card_facts, data_facts, dev_metric_rows, export_lineage
@@ -204,7 +218,8 @@ def _write_card(
         teacher_dir=teacher_dir,
         onnx=onnx_facts(params, report),
         registry=registry,
-        notes=("Held-out (checkpoint-selection) scores are in the card `final_distill` wrote with the model.",),
+        notes=("Held-out (checkpoint-selection) scores are in the card the task distillation wrote with the model.",),
+        variant=variant,
     )
     path = hf_dir / CARD_FILE
     path.write_text(render_model_card(facts), encoding="utf-8")

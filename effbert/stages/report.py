@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 PARAMS = (
     "tasks",
     "methods",
+    "variants",
     "latency",
     "report",
     "data",

@@ -8,8 +8,7 @@ import torch
 from transformers import BertConfig, BertModel, BertTokenizer
 
 from effbert.data.prepared import TaskRows
-from effbert.distill.transfer import corpus_pairs, word_neighbours
-from effbert.methods.efficientbert.distillation import is_pair_task, with_corpus_pairs
+from effbert.distill.transfer import corpus_pairs, is_pair_task, with_corpus_pairs, word_neighbours
 from effbert.params import TaskKDParams
 
 WORDS = ["the", "cat", "dog", "sat", "on", "mat", "happy", "glad", "sad", "run", "##s", "blue", "green"]
@@ -114,6 +113,6 @@ def test_with_corpus_pairs_adds_the_pairs_to_a_pair_task(tokenizer: BertTokenize
         vocab_size=len(tokenizer.get_vocab()), hidden_size=8, num_hidden_layers=1, num_attention_heads=2
     )
     teacher = BertModel(config)
-    rows = with_corpus_pairs(TaskRows(train, train), corpus, tokenizer, teacher, TaskKDParams(), seed=0)
+    rows = with_corpus_pairs(TaskRows(train, train), corpus, tokenizer, teacher, TaskKDParams().transfer, seed=0)
     assert len(rows.train) == 3 + 4 and rows.heldout is train
     assert rows.train.column_names == ["input_ids", "token_type_ids", "attention_mask"]

@@ -5,6 +5,7 @@ and the two-step task distillation (and the general one) run on tiny models and 
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -15,6 +16,7 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification, BertModel
 
 from effbert.data.prepare import tokenize_pairs
+from effbert.data.prepared import TaskRows
 from effbert.data.tasks import get_task
 from effbert.distill import DistillationLoss, HiddenStateLoss, soft_cross_entropy
 from effbert.distill.projection import FIT_DENSE_FILE, save_projection
@@ -234,3 +236,43 @@ def test_general_distillation_writes_the_student(tmp_path: Path, tokenizer: Any)
     assert config.num_hidden_layers == 2 and config.num_attention_heads == 2
     assert result.window[0] <= result.params_with_fit_dense <= result.window[1]
     assert (out / FIT_DENSE_FILE).is_file() and (out / "tokenizer.json").is_file() and result.outcome.steps == 3
+
+
+def test_a_pair_task_distils_on_efficientberts_corpus_pairs_too(
+    tmp_path: Path, tokenizer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``tinybert.transfer.corpus_pairs``: a pair task's original rows gain the corpus pairs EfficientBERT's task KD
+    gets (the same `effbert.distill.transfer.with_corpus_pairs`, here a fake that appends 5 rows and records its
+    call), for both steps; without a corpus, or with augmented rows, the rows stay as they are."""
+    import effbert.distill.transfer as transfer
+
+    data = task_data(tmp_path, tokenizer)
+    for split in ("train", "heldout"):  # a pair task: a second sentence
+        rows = datasets.load_from_disk(str(data / split)).map(lambda _: {"text_b": "b"})
+        rows.save_to_disk(str(data / f"{split}-pairs"))
+    for split in ("train", "heldout"):
+        shutil.rmtree(data / split)
+        (data / f"{split}-pairs").rename(data / split)
+    general, teacher = model_dirs(tmp_path, tokenizer)
+    calls: list[Any] = []
+
+    def fake_with_corpus_pairs(rows: Any, corpus: Any, tok: Any, model: Any, settings: Any, *, seed: int) -> Any:
+        calls.append((corpus, settings, seed))
+        extra = rows.train.select(range(5)).select_columns(["input_ids", "token_type_ids", "attention_mask"])
+        inputs = rows.train.select_columns(["input_ids", "token_type_ids", "attention_mask"])
+        return TaskRows(datasets.concatenate_datasets([inputs, extra]), rows.heldout, rows.heldout_examples)
+
+    monkeypatch.setattr(transfer, "with_corpus_pairs", fake_with_corpus_pairs)
+    params = tiny_params(transfer={"corpus_pairs": True})
+
+    def run(name: str, corpus: Any) -> Any:
+        (tmp_path / name).mkdir()
+        checkpoints = (tmp_path / "ckpt" / f"{name}-1", tmp_path / "ckpt" / f"{name}-2")
+        return tinybert.task_student(
+            params, "mrpc", general, teacher, data, tmp_path / name,
+            augmented_dir=None, checkpoints=checkpoints, callbacks=([], []), bf16=False, corpus=corpus,
+        )  # fmt: skip
+
+    assert run("plain", None).train_rows == 12 and not calls
+    assert run("paired", "the corpus").train_rows == 12 + 5
+    assert calls == [("the corpus", params.tinybert.transfer, params.seed)]

@@ -11,6 +11,8 @@ ROOT = Path(workflow.basedir).resolve()
 STAGES = dag.load_stages(ROOT)
 os.environ.setdefault("EFFBERT_ROOT", str(ROOT))
 TRAIN_GPUS = int(config.get("train_gpus", 0))
+# launch.nodes > 1: a training job gets that many nodes, one task each (effbert.launch srun's one torchrun per node)
+TRAIN_NODES = dag.train_nodes(ROOT)
 
 
 def _output(path):
@@ -26,7 +28,8 @@ for _stage in STAGES:
             _cmd=_stage.cmd,
             **{key.replace(".", "__"): repr(value) for key, value in _stage.params.items()},
         resources:
-            **({"gpu": TRAIN_GPUS} if TRAIN_GPUS and _stage.is_training else {}),
+            **({"gpu": TRAIN_GPUS * (TRAIN_NODES if _stage.is_ddp else 1)} if TRAIN_GPUS and _stage.is_training else {}),
+            **({"nodes": TRAIN_NODES, "tasks": TRAIN_NODES} if TRAIN_NODES > 1 and _stage.is_ddp else {}),
         message: f"{_stage.name}"
         shell: "{params._cmd}"
 

@@ -156,6 +156,7 @@ def distill_on_corpus(
     bf16: bool,
     projection_from: Path | None = None,
     projection_init: Any = None,
+    projection_leading: bool = False,
 ) -> tuple[TrainingOutcome, DistillationLoss]:
     """Task-agnostic KD (attention scores + hidden states) of ``student`` from the pre-trained ``teacher``.
 
@@ -173,6 +174,7 @@ def distill_on_corpus(
         bf16: train under bf16 autocast (fp32 weights), the teacher's forward included.
         projection_from: a model directory whose trained ``fit_dense`` the objective continues with.
         projection_init: or a (D_teacher, H) matrix ``fit_dense`` starts from (bias zero), e.g. `project_student`'s.
+        projection_leading: ``projection_from`` was trained for a wider student: take its leading columns.
 
     Returns:
         The training outcome and the objective (its trained projection).
@@ -185,7 +187,7 @@ def distill_on_corpus(
         hidden_weight=hp.hidden_weight,
     )
     if projection_from is not None:
-        load_projection(loss, projection_from)
+        load_projection(loss, projection_from, leading=projection_leading)
     elif projection_init is not None:
         set_projection(loss, projection_init)
     args = training_arguments(
@@ -241,9 +243,12 @@ def general_student(
     checkpoints: Path,
     callbacks: list[Any],
     bf16: bool,
+    variant: str | None = None,
 ) -> GeneralResult:
     """Slice ``architecture`` (of the ``student`` frame, `student_architecture`) out of the supernet and distil it on
     the corpus (``final_distill.general``); write the compact student, its tokenizer, ``fit_dense`` and architecture.
+    ``variant`` ``tiny`` or ``plusplus``: an architecture of that variant's frame (`variants.variant_frame`), cut from
+    the supernet's leading dims (`supernet.slice_frame`, ++ with every layer twice), ``fit_dense`` likewise.
 
     Raises:
         EffbertError: an architecture that does not fit, a supernet of another frame, a teacher the frame cannot pair.
@@ -251,12 +256,13 @@ def general_student(
     from transformers import AutoModel
 
     from effbert.methods.efficientbert.modeling_effbert import EffBertModel
-    from effbert.methods.efficientbert.supernet import materialize, param_count
+    from effbert.methods.efficientbert.supernet import materialize, param_count, slice_frame
+    from effbert.methods.efficientbert.variants import supernet_layers, variant_frame
     from effbert.models.teacher import load_tokenizer
 
     hp = params.final_distill.general
     teacher, tokenizer = AutoModel.from_pretrained(teacher_source), load_tokenizer(teacher_source)
-    check_frame(params.student, teacher.config)
+    check_frame(params.student if variant is None else variant_frame(params.student, variant), teacher.config)
     supernet = EffBertModel.from_pretrained(str(supernet_dir))
     if supernet.config.hidden_size != params.student.hidden_size:
         raise EffbertError(
@@ -264,7 +270,10 @@ def general_student(
             f"student.hidden_size={params.student.hidden_size}"
         )
     try:
-        student = materialize(supernet, architecture)
+        if variant is None:
+            student = materialize(supernet, architecture)
+        else:
+            student = slice_frame(supernet, architecture, supernet_layers(variant, params.student.num_layers))
     except ValueError as err:
         raise EffbertError(f"architecture {architecture.name}: {err}") from None
     del supernet
@@ -281,6 +290,7 @@ def general_student(
         callbacks=callbacks,
         bf16=bf16,
         projection_from=supernet_dir,
+        projection_leading=variant is not None,
     )
     student.save_pretrained(str(model_out))
     tokenizer.save_pretrained(str(model_out))
@@ -337,35 +347,56 @@ def distill_on_task(
     )
 
 
-def is_pair_task(train: Any) -> bool:
-    """Whether a prepared GLUE training split has a second sentence (SQuAD's features have no ``text_b``)."""
-    return "text_b" in train.column_names and any(train.select(range(min(len(train), 100)))["text_b"])
+PLUS_HEADS_FILE = "multitask_heads.safetensors"
+"""EfficientBERT+'s general student: stage 3's multi-task task heads (``<task>.weight`` / ``<task>.bias``)."""
 
 
-def with_corpus_pairs(
-    rows: TaskRows, corpus: Any, tokenizer: Any, teacher: Any, hp: TaskKDParams, *, seed: int
-) -> TaskRows:
-    """``rows`` with the training split's model inputs followed by the corpus pairs of `effbert.distill.transfer`,
-    shuffled together (seeded); gold labels are dropped from training, which never reads them (pure KD)."""
-    import datasets
+def plus_general_student(supernet_dir: Path, weight_sharing_file: Path, architecture: Architecture, out: Path) -> Any:
+    """EfficientBERT+'s start, written to ``out``: ``architecture`` cut from stage 3's multi-task weight-sharing
+    supernet (`variants.plus_student`), its tokenizer, ``fit_dense``, multi-task heads and architecture.
 
-    from effbert.distill.transfer import corpus_pairs
+    Raises:
+        EffbertError: a missing or unfitting weight-sharing file or architecture.
+    """
+    from safetensors.torch import load_file, save_file
 
-    transfer = hp.transfer
-    extra = corpus_pairs(
-        corpus,
-        tokenizer,
-        teacher.get_input_embeddings().weight,
-        segment_tokens=transfer.segment_tokens,
-        replace_prob=transfer.replace_prob,
-        neighbours=transfer.neighbours,
-        seed=seed,
-    )
-    inputs = ["input_ids", "token_type_ids", "attention_mask"]
-    own = rows.train.select_columns(inputs)
-    combined = datasets.concatenate_datasets([own, datasets.Dataset.from_list(extra).cast(own.features)])
-    log.info("transfer: %d corpus pairs added to %d training rows", len(extra), len(own))
-    return TaskRows(combined.shuffle(seed=seed).flatten_indices(), rows.heldout, rows.heldout_examples)
+    from effbert.distill.projection import FIT_DENSE_FILE
+    from effbert.methods.efficientbert.modeling_effbert import EffBertModel
+    from effbert.methods.efficientbert.variants import plus_student
+    from effbert.models.teacher import load_tokenizer
+
+    if not weight_sharing_file.is_file():
+        raise EffbertError(f"{weight_sharing_file}: missing (search_stage3 writes stage 3's multi-task weights)")
+    supernet = EffBertModel.from_pretrained(str(supernet_dir))
+    try:
+        student, heads, projection = plus_student(supernet, load_file(str(weight_sharing_file)), architecture)
+    except ValueError as err:
+        raise EffbertError(f"{weight_sharing_file}: {err}") from None
+    student.save_pretrained(str(out))
+    load_tokenizer(str(supernet_dir)).save_pretrained(str(out))
+    save_file({k: v.contiguous() for k, v in projection.items()}, str(out / FIT_DENSE_FILE))
+    save_file({k: v.contiguous() for k, v in heads.items()}, str(out / PLUS_HEADS_FILE))
+    architecture.save(out / ARCHITECTURE_FILE)
+    return student
+
+
+def start_at_multitask_head(student: Any, student_dir: Path, task: str) -> None:
+    """EfficientBERT+: the task model's classifier starts at stage 3's multi-task head (WNLI: QNLI's).
+
+    Raises:
+        EffbertError: no head for the task (a span task, or a task the multi-task KD left out without a donor).
+    """
+    from safetensors.torch import load_file
+
+    from effbert.methods.efficientbert.variants import load_plus_head
+
+    if not hasattr(student, "classifier"):
+        raise EffbertError(f"{student_dir}: EfficientBERT+ has no {task} student (its heads are GLUE heads)")
+    try:
+        source = load_plus_head(student, load_file(str(student_dir / PLUS_HEADS_FILE)), task)
+    except ValueError as err:
+        raise EffbertError(f"{student_dir / PLUS_HEADS_FILE}: {err}") from None
+    log.info("%s head starts at stage 3's multi-task %s head", task, source)
 
 
 @dataclass(frozen=True)
@@ -389,22 +420,29 @@ def task_student(
     callbacks: list[Any],
     bf16: bool,
     corpus: Any = None,
+    variant: str | None = None,
 ) -> TaskResult:
     """Task KD of the general student in ``student_dir`` from the task's fine-tuned teacher (``final_distill.task``
     with the task's overrides); write the best student by held-out score, its tokenizer and architecture. A pair
-    task with ``transfer.corpus_pairs`` on also distils on pairs cut from ``corpus`` (`with_corpus_pairs`)."""
+    task with ``transfer.corpus_pairs`` on also distils on pairs cut from ``corpus`` (`with_corpus_pairs`). A
+    ``variant``'s student has that variant's frame; EfficientBERT+'s starts at its multi-task head (`PLUS_HEADS_FILE`
+    in ``student_dir``, `variants.load_plus_head`)."""
+    from effbert.distill.transfer import is_pair_task, with_corpus_pairs
+    from effbert.methods.efficientbert.variants import variant_frame
     from effbert.models.auto import load_task_model
     from effbert.models.teacher import build_task_model, load_tokenizer
 
     spec = get_task(task)
     hp = params.final_distill.task.for_task(task)
     teacher = load_task_model(str(teacher_dir), spec)
-    check_frame(params.student, teacher.config)
+    check_frame(params.student if variant is None else variant_frame(params.student, variant), teacher.config)
     tokenizer = load_tokenizer(str(student_dir))
     student = build_task_model(str(student_dir), spec)
+    if (student_dir / PLUS_HEADS_FILE).is_file():
+        start_at_multitask_head(student, student_dir, task)
     rows = TaskRows.load(data_dir, spec)
     if hp.transfer.corpus_pairs and corpus is not None and is_pair_task(rows.train):
-        rows = with_corpus_pairs(rows, corpus, tokenizer, teacher, hp, seed=params.seed)
+        rows = with_corpus_pairs(rows, corpus, tokenizer, teacher, hp.transfer, seed=params.seed)
     outcome = distill_on_task(
         student,
         teacher,

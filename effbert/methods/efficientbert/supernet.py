@@ -4,12 +4,14 @@ A supernet is an ordinary `EffBertModel` (or head model) whose config sets ``max
 ``max_ffn_width`` (H): every layer then owns 4 units of full width. `set_active` / `active` choose, per layer, the
 expression, the first ``s`` units and the first ``k`` intermediate neurons; the choice is runtime state of the
 modules (the config keeps its defaults, so checkpoints always hold the full supernet, as in the paper). `materialize`
-copies the active slice into a compact model with contiguous weights whose outputs equal the sliced supernet's.
+copies the active slice into a compact model with contiguous weights whose outputs equal the sliced supernet's;
+`slice_frame` cuts a narrower or deeper frame out of it (EfficientBERT-TINY and ++).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -35,6 +37,7 @@ __all__ = [
     "materialize",
     "param_count",
     "set_active",
+    "slice_frame",
     "supernet_config",
 ]
 
@@ -158,9 +161,12 @@ def _leading_block(source: torch.Tensor, shape: torch.Size, key: str) -> torch.T
 
 
 def compact_config(config: EffBertConfig, architecture: Architecture) -> EffBertConfig:
-    """``config`` (a supernet's) running exactly ``architecture``: its ``ffn_*`` lists and no spare capacity."""
+    """``config`` (a supernet's) running exactly ``architecture``: its hidden size and depth, its ``ffn_*`` lists
+    and no spare capacity."""
     values = config.to_dict()
     values.update(
+        hidden_size=architecture.hidden_size,
+        num_hidden_layers=architecture.num_layers,
         ffn_exprs=architecture.exprs,
         ffn_units=architecture.units,
         ffn_widths=architecture.widths,
@@ -191,7 +197,49 @@ def materialize(supernet: ModelT, architecture: Architecture | None = None) -> M
     """
     architecture = active_architecture(supernet) if architecture is None else architecture
     _check_fits(supernet, architecture)
-    config = compact_config(supernet.config, architecture)
+    return _copy_leading(supernet, compact_config(supernet.config, architecture), list(range(architecture.num_layers)))
+
+
+def slice_frame(supernet: ModelT, architecture: Architecture, layers: Sequence[int] | None = None) -> ModelT:
+    """Cut ``architecture`` of a narrower frame out of a supernet, as EfficientBERT-TINY and ++ are (reference 3.6).
+
+    Every tensor keeps its leading block at the architecture's hidden size H' (embedding projection rows, position
+    and segment columns, LayerNorms, every encoder matrix ``[:H', :H']`` with query, key and value sliced each on
+    its own); the heads stay as many, each ``H' / heads`` wide. Student layer ``j`` comes from supernet layer
+    ``layers[j]`` (default: layer ``j``; EfficientBERT++ ``[0, 0, 1, 1, ...]``); its first units and neurons are
+    taken as `materialize` takes them. At the supernet's own frame and ``layers`` the identity, the result equals
+    ``materialize(supernet, architecture)``.
+
+    Raises:
+        ValueError: a wider architecture, a layer map of another length or out of range, or a layer that needs more
+            units or neurons than its source layer owns.
+    """
+    config = _body(supernet).config
+    picked = list(range(architecture.num_layers)) if layers is None else list(layers)
+    if architecture.hidden_size > config.hidden_size:
+        raise ValueError(f"architecture {architecture.name!r} is wider ({architecture.hidden_size}) than the supernet")
+    if len(picked) != architecture.num_layers or not all(0 <= i < config.num_hidden_layers for i in picked):
+        raise ValueError(
+            f"layer map {picked} must give each of the {architecture.num_layers} layers a supernet layer "
+            f"(0..{config.num_hidden_layers - 1})"
+        )
+    blocks = _blocks(supernet)
+    for index, (source, layer) in enumerate(zip(picked, architecture.layers, strict=True)):
+        units, width = blocks[source].capacity
+        if layer.units > units or layer.width > width:
+            raise ValueError(
+                f"architecture {architecture.name!r}: layer {index + 1} needs {layer.units} units of width "
+                f"{layer.width}, supernet layer {source + 1} owns {units} units of width {width}"
+            )
+    return _copy_leading(supernet, compact_config(supernet.config, architecture), picked)
+
+
+_LAYER_KEY = re.compile(r"(^|\.)encoder\.layer\.(\d+)\.")
+
+
+def _copy_leading(supernet: ModelT, config: EffBertConfig, layers: Sequence[int]) -> ModelT:
+    """A model of ``config`` whose every tensor is the leading block of the supernet's (layer ``j`` from
+    ``layers[j]``; the fused query/key/value tensors sliced per part). Device, dtype and mode follow the supernet."""
     config._attn_implementation = supernet.config._attn_implementation
     if isinstance(supernet, EffBertModel):
         compact: Any = EffBertModel(config, add_pooling_layer=supernet.pooler is not None)
@@ -200,7 +248,14 @@ def materialize(supernet: ModelT, architecture: Architecture | None = None) -> M
     reference = next(supernet.parameters())
     compact.to(device=reference.device, dtype=reference.dtype)
     source = supernet.state_dict()
-    state = {key: _leading_block(source[key], target.shape, key) for key, target in compact.state_dict().items()}
+    state = {}
+    for key, target in compact.state_dict().items():
+        origin = _LAYER_KEY.sub(lambda m: f"{m.group(1)}encoder.layer.{layers[int(m.group(2))]}.", key, count=1)
+        if key.endswith(("qkv.weight", "qkv.bias")):
+            parts = zip(source[origin].chunk(3), target.chunk(3), strict=True)
+            state[key] = torch.cat([_leading_block(have, want.shape, origin) for have, want in parts])
+        else:
+            state[key] = _leading_block(source[origin], target.shape, origin)
     compact.load_state_dict(state, strict=True)
     compact.train(supernet.training)
     return compact

@@ -359,6 +359,7 @@ def task_student(
     checkpoints: tuple[Path, Path],
     callbacks: tuple[list[Any], list[Any]],
     bf16: bool,
+    corpus: Any = None,
 ) -> TaskResult:
     """TinyBERT's task distillation of the general student in ``general_dir`` from the task's fine-tuned teacher:
     step 1 (:func:`run_intermediate`) then step 2 (:func:`prediction_step`) from step 1's weights; write the best
@@ -366,16 +367,22 @@ def task_student(
 
     Args:
         augmented_dir: a ``tinybert_augment`` output (its ``train`` split), or None for the original rows.
+        corpus: the prepared corpus: with ``tinybert.transfer.corpus_pairs``, a pair task's original rows gain the
+            corpus pairs EfficientBERT's task KD gets (`effbert.distill.transfer`); augmented rows are used as they are.
         checkpoints: step 1's folder (resumable Trainer state, then the finished step) and step 2's Trainer folder.
         callbacks: ``TrainerCallback`` objects of step 1 and of step 2.
     """
     from effbert.data.prepared import load_split
+    from effbert.distill.transfer import is_pair_task, with_corpus_pairs
     from effbert.models.auto import load_task_model
     from effbert.models.teacher import load_tokenizer
 
     spec = get_task(task)
     teacher = load_task_model(str(teacher_dir), spec)
     rows = TaskRows.load(data_dir, spec)
+    transfer = params.tinybert.transfer
+    if transfer.corpus_pairs and corpus is not None and augmented_dir is None and is_pair_task(rows.train):
+        rows = with_corpus_pairs(rows, corpus, load_tokenizer(str(general_dir)), teacher, transfer, seed=params.seed)
     augmented = load_split(augmented_dir, "train") if augmented_dir is not None else None
     first_rows, second_rows = training_rows(spec, rows, augmented)
     done = run_intermediate(

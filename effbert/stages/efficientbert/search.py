@@ -13,7 +13,8 @@ under ``.effbert/checkpoints`` (keyed without the budget, so a larger budget con
 candidate becomes a nested MLflow run of the stage's run.
 
 Outputs per stage: ``hall_of_fame.csv``, ``architecture.json`` (the winner; the next stage's, and finally
-``final_distill``'s, input), ``winner.json``, ``metrics.json``, ``search.png`` and ``plots/best_so_far.csv``.
+``final_distill``'s, input), ``winner.json``, ``metrics.json``, ``search.png`` and ``plots/best_so_far.csv``; stage 3
+also ``weight_sharing.safetensors`` (the multi-task weight-sharing supernet EfficientBERT+ starts from).
 """
 
 from __future__ import annotations
@@ -88,9 +89,6 @@ STATE_PARAMS = {
     ),
 }
 """What a stage's resumable state is keyed by: its params without the budget (``candidates``, ``max_minutes``)."""
-
-WEIGHT_SHARING_FILE = "weight_sharing.safetensors"
-"""Stage 3's trained weight-sharing supernet, kept in the search state so a restarted stage goes straight to scoring."""
 
 
 @dataclass(frozen=True)
@@ -273,6 +271,10 @@ def search(number: int, params: Params, inputs: StageInputs, out_dir: Path, run:
         noise=noise,
     )
     _write_outputs(summary, out_dir, run)
+    if number == 3:  # EfficientBERT+ starts its task KD from these multi-task weights (variants)
+        from effbert.methods.efficientbert.search.weight_sharing import WEIGHT_SHARING_FILE
+
+        shutil.copyfile(state_dir / WEIGHT_SHARING_FILE, out_dir / WEIGHT_SHARING_FILE)
     shutil.rmtree(state_dir / "scratch", ignore_errors=True)
     return summary.metrics
 
@@ -406,6 +408,7 @@ def _weight_sharing_supernet(
     from effbert.distill.projection import load_projection
     from effbert.methods.efficientbert.modeling_effbert import EffBertModel
     from effbert.methods.efficientbert.search.weight_sharing import (
+        WEIGHT_SHARING_FILE,
         MultiTaskDistillation,
         task_heads,
         train_weight_sharing,

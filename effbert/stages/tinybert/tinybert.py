@@ -40,7 +40,7 @@ GENERAL_PARAMS = (
 AUGMENT_PARAMS = ("seed", "tinybert.augment", "finetune_teacher.model", "data.max_seq_length")
 """The params ``tinybert_augment@<task>`` reads."""
 
-INTERMEDIATE_KEYS = ("seed", "bf16", "tinybert.intermediate")
+INTERMEDIATE_KEYS = ("seed", "bf16", "tinybert.intermediate", "tinybert.transfer")
 """What step 1's resumable state depends on (besides its inputs)."""
 
 PREDICTION_KEYS = (*INTERMEDIATE_KEYS, "tinybert.prediction", "tinybert.temperature")
@@ -52,6 +52,7 @@ TASK_PARAMS = (
     "tinybert.intermediate",
     "tinybert.prediction",
     "tinybert.temperature",
+    "tinybert.transfer",
     "data.glue_dir",
     "data.squad_dir",
     "data.max_train_examples",
@@ -188,6 +189,13 @@ def augment(params: Params, data_dir: Path, out: Path) -> dict[str, Any]:
     type=click.Path(exists=True, file_okay=False),
     help="A tinybert-augment output: distil on its rows instead of the prepared train split.",
 )
+@click.option(
+    "--corpus",
+    "corpus_dir",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="Prepared corpus: the source of tinybert.transfer's pairs (pair tasks, original rows).",
+)
 @click.option("--model-out", required=True, type=click.Path(file_okay=False), help="Task model directory to write.")
 @click.option("--report-out", required=True, type=click.Path(file_okay=False), help="Metrics/history directory.")
 @params_option
@@ -197,6 +205,7 @@ def task_command(
     teacher_dir: str,
     data_dir: str,
     augmented_dir: str | None,
+    corpus_dir: str | None,
     model_out: str,
     report_out: str,
     params_file: str,
@@ -217,8 +226,14 @@ def task_command(
         augmented = Path(augmented_dir) if augmented_dir is not None else None
         if augmented is not None:
             run.consume(augmented, f"{task}/tinybert_augmented")
+        corpus = None
+        if params.tinybert.transfer.corpus_pairs and corpus_dir is not None and augmented is None:
+            from effbert.data.prepared import load_split
+
+            run.consume(Path(corpus_dir), "corpus/prepared")
+            corpus = load_split(Path(corpus_dir), "corpus")
         dirs = (Path(general_dir), Path(teacher_dir), Path(data_dir))
-        distill_task(params, task, *dirs, augmented, model_tmp, report_tmp, run)
+        distill_task(params, task, *dirs, augmented, model_tmp, report_tmp, run, corpus=corpus)
         run.log_artifact(report_tmp)
 
 
@@ -232,8 +247,11 @@ def distill_task(
     model_out: Path,
     report_dir: Path,
     run: tracking.StageRun,
+    *,
+    corpus: Any = None,
 ) -> dict[str, Any]:
-    """Both steps of task distillation; write the best task model, its first model card and the report."""
+    """Both steps of task distillation (a pair task's rows with ``corpus``'s pairs when ``tinybert.transfer`` asks);
+    write the best task model, its first model card and the report."""
     from effbert.export.card_facts import write_initial_card
     from effbert.methods.tinybert.distillation import encoder_params, task_student
     from effbert.training import metrics_callback
@@ -258,6 +276,7 @@ def distill_task(
         checkpoints=(first, second),
         callbacks=([metrics_callback(step_one_logs)], [metrics_callback(run.log_metrics)]),
         bf16=resolve_bf16(params, run),
+        corpus=corpus,
     )
     step_one = result.intermediate
     (report_dir / "intermediate").mkdir()
@@ -265,6 +284,7 @@ def distill_task(
     extra = {
         "student_params": encoder_params(result.student),
         "augmented": augmented_dir is not None,
+        "corpus_pairs": corpus is not None,
         "intermediate_steps": step_one.steps,
         "intermediate_seconds": step_one.seconds,
         "intermediate_final_loss": step_one.last_logged("loss"),

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "MULTITASK_EXCLUDED",
+    "WEIGHT_SHARING_FILE",
     "MultiTaskCollator",
     "MultiTaskDistillation",
     "heldout_scorer",
@@ -57,6 +58,11 @@ __all__ = [
 MULTITASK_EXCLUDED = frozenset({"wnli"})
 """Sentence tasks left out of stage 3's multi-task KD: the paper's 8 GLUE tasks leave out WNLI (its train and dev
 sets are built adversarially: a model fitted to train scores under the majority class on dev)."""
+
+
+WEIGHT_SHARING_FILE = "weight_sharing.safetensors"
+"""Stage 3's trained weight-sharing module (``body.*``, ``classifiers.<task>.*``, ``criterion.*``): kept in the search
+state so a restarted stage goes straight to scoring, and written beside the winner (EfficientBERT+ starts from it)."""
 
 
 def step_rng(seed: int, phase: str, step: int) -> random.Random:
