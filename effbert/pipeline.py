@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from effbert import params as params_mod
-from effbert import tracking, tracking_service
+from effbert import tracking, tracking_service, workspace
 from effbert.errors import EffbertError
 
 log = logging.getLogger(__name__)
@@ -166,6 +166,9 @@ def run(
         raise EffbertError(f"{root}: no dvc.yaml here; run effbert from the project root")
     if not (root / ".dvc").is_dir():
         raise EffbertError(f"{root}: not a DVC repository (run `dvc init`, or `dvc init --no-scm` outside git)")
+    repaired = workspace.repair_lockfile(root)  # before anything reads dvc.lock (DVC, the Snakefile's stages)
+    if repaired:
+        print(f"effbert: warning: {repaired}", file=sys.stderr)
     p = write_params(root, params_file, overrides)
     env = _environment(root)
     dvc_targets, snakemake_targets = resolve_targets(root, targets or [])
@@ -203,6 +206,7 @@ def run(
                 f"the pipeline failed ({' '.join([Path(cmd[0]).name, *cmd[1:3]])} exit code {code}); "
                 "see logs/ for the stage logs"
             )
+    workspace.keep_good_lockfile(root)
     times = _stage_times(parent, p.tracking.tracking_uri, root)
     print(f"\nStages run: {len(times)} (wall time per stage)")
     for name, status, seconds in times:
