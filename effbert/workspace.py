@@ -1,4 +1,8 @@
-"""The workspace's own state around ``effbert run``: a broken ``dvc.lock`` is repaired before an engine reads it.
+"""The workspace's own state around ``effbert run``: one run at a time, and a broken ``dvc.lock`` repaired first.
+
+:func:`run_lock` holds an OS lock (``flock``) on ``.effbert/run.lock`` for the whole run; the file records the
+holder (host, pid, start time) so that a second run is refused with one line naming it. The kernel releases the
+lock when its process dies, so a file left by a killed run no longer locks anything and is taken over.
 
 DVC rewrites ``dvc.lock`` in place after every stage; a run killed at that moment can leave it empty or cut in the
 middle, and every later ``dvc`` call then fails with ``'./dvc.lock' validation failed``. :func:`repair_lockfile`
@@ -9,13 +13,24 @@ no good copy, moves it aside so that DVC rebuilds it from its run cache and the 
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
 import shutil
+import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
+
+from effbert.errors import WorkspaceBusyError
 
 LOCKFILE = "dvc.lock"
 GOOD_LOCKFILE = ".effbert/dvc.lock.good"
 """The last copy of ``dvc.lock`` that DVC could read, relative to the workspace root."""
+RUN_LOCK = ".effbert/run.lock"
+"""The file ``effbert run`` locks (``flock``) while it runs; it records the holder as JSON."""
 
 
 def lockfile_problem(path: Path) -> str | None:
@@ -78,3 +93,49 @@ def repair_lockfile(root: Path) -> str | None:
         f"{lock} was {problem} and no good copy was kept: moved it to {aside.name}; DVC rebuilds it from its run "
         "cache and the outputs present"
     )
+
+
+def _holder(fd: int) -> str:
+    """The holder recorded in the run lock file: ``host H, pid P, started T``."""
+    text = os.pread(fd, 65536, 0).decode("utf-8", errors="replace")
+    try:
+        record = json.loads(text)
+        return f"host {record['host']}, pid {record['pid']}, started {record['started']}"
+    except (ValueError, KeyError, TypeError):
+        return "its host, pid and start time not recorded yet" if not text.strip() else f"unreadable record {text!r}"
+
+
+@contextmanager
+def run_lock(root: Path) -> Iterator[str | None]:
+    """Hold the run lock of the workspace ``root`` for the duration of the block.
+
+    Yields the info line to show when the file was left by a run that died (its record names it), else None.
+
+    Raises:
+        WorkspaceBusyError: another live process holds the lock; the message names its host, pid and start time.
+    """
+    path = root / RUN_LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by the engine (O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise WorkspaceBusyError(
+                f"{root}: another effbert run is using this workspace ({_holder(fd)}); "
+                f"wait for it to end or stop it (lock: {RUN_LOCK})"
+            ) from None
+        stale = _holder(fd) if os.fstat(fd).st_size else None  # a record left by a run that died
+        record = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started": datetime.now().astimezone().isoformat(timespec="seconds"),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(record).encode(), 0)
+        try:
+            yield f"taking over {RUN_LOCK}, left by a run that is no longer running ({stale})" if stale else None
+        finally:
+            os.ftruncate(fd, 0)  # released cleanly: nothing left to take over
+    finally:
+        os.close(fd)  # releases the lock

@@ -1,13 +1,22 @@
-"""The workspace survives what a killed run leaves behind: a broken ``dvc.lock`` is repaired before DVC reads it.
+"""The workspace survives what a killed run leaves behind, and two runs never share it: a broken ``dvc.lock`` is
+repaired before DVC reads it; a second `effbert run` is refused while the first holds the run lock, which a killed
+run leaves free.
 
-The pipeline test runs `effbert run` (the same `pipeline.run` as always) on a one-stage ``dvc.yaml`` in a fresh git +
+The pipeline tests run `effbert run` (the same `pipeline.run` as always) on a one-stage ``dvc.yaml`` in a fresh git +
 DVC repository, so it takes seconds and runs in `make test`.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import signal
+import socket
 import subprocess
+import time
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -94,3 +103,54 @@ def test_a_broken_good_copy_is_not_restored(tmp_path: Path) -> None:
     warning = workspace.repair_lockfile(tmp_path)
     assert warning is not None and "no good copy was kept" in warning
     assert not (tmp_path / "dvc.lock").exists() and len(list(tmp_path.glob("dvc.lock.corrupt-*"))) == 1
+
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from effbert import workspace
+with workspace.run_lock(Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.fixture
+def lock_holder(tiny_workspace: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding the workspace's run lock (killed at the end if the test did not kill it)."""
+    holder = subprocess.Popen([str(BIN / "python"), "-c", HOLD, str(tiny_workspace)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    yield holder
+    holder.kill()
+    holder.wait()
+
+
+def test_a_second_run_is_refused_naming_the_holder(tiny_workspace: Path, lock_holder: subprocess.Popen[str]) -> None:
+    root = tiny_workspace
+    record = json.loads((root / workspace.RUN_LOCK).read_text())
+    assert record["pid"] == lock_holder.pid and record["host"] == socket.gethostname()
+    holder = f"host {record['host']}, pid {lock_holder.pid}, started {record['started']}"
+    for engine in ("dvc", "snakemake"):
+        started = time.perf_counter()
+        result = run_cli(["effbert", "run", "--params", "params/smoke.yaml", "--engine", engine], root, timeout=120)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.stderr.splitlines() == [
+            f"effbert: error: {root}: another effbert run is using this workspace ({holder}); "
+            f"wait for it to end or stop it (lock: {workspace.RUN_LOCK})"
+        ]
+        assert time.perf_counter() - started < 60  # refused at once, not after waiting
+    assert not (root / "params.yaml").exists() and not (root / "mlflow.db").exists()  # nothing written
+    assert datetime.fromisoformat(record["started"]).tzinfo is not None
+
+    lock_holder.send_signal(signal.SIGKILL)  # the holder dies without releasing: its record stays in the file
+    lock_holder.wait()
+    assert json.loads((root / workspace.RUN_LOCK).read_text())["pid"] == lock_holder.pid
+    result = run_cli(["effbert", "run", "--params", "params/smoke.yaml", "--dry-run"], root, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr.splitlines() == [
+        f"effbert: taking over {workspace.RUN_LOCK}, left by a run that is no longer running ({holder})"
+    ]
+    assert (root / workspace.RUN_LOCK).read_text() == ""  # released cleanly: the next run takes no one's place
+    with workspace.run_lock(root) as taken_over:
+        assert taken_over is None
+        assert json.loads((root / workspace.RUN_LOCK).read_text())["pid"] == os.getpid()
