@@ -43,9 +43,7 @@ def write_params(root: Path, params_file: Path, overrides: list[str]) -> params_
     The profile itself is never written; the workspace file is left untouched (comments included) when it already
     spells out exactly these params.
     """
-    raw = params_mod.read_yaml(params_file)
-    merged = params_mod.apply_overrides(raw, overrides)
-    validated = params_mod.validate(merged, params_file if not overrides else f"{params_file} (with --set)")
+    validated = params_mod.load(params_file, overrides)
     validated = materialize_hub_sources(root, validated)
     target = root / "params.yaml"
     if target.is_file() and params_mod.read_yaml(target) == validated.model_dump(mode="json"):
