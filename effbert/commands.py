@@ -53,11 +53,12 @@ def run_command(
 
 @click.command("check-params")
 @click.argument("params_file", default="params.yaml", type=click.Path(dir_okay=False))
-def check_params_command(params_file: str) -> None:
-    """Validate a params file against the schema; print the resolved values."""
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a dotted key (YAML value).")
+def check_params_command(params_file: str, overrides: tuple[str, ...]) -> None:
+    """Validate a params file (with `effbert run`'s --set overrides) against the schema; print the resolved values."""
     from effbert import params
 
-    click.echo(params.dump(params.load(params_file)), nl=False)
+    click.echo(params.dump(params.load(params_file, overrides)), nl=False)
 
 
 @click.command("fetch-data")

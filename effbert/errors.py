@@ -25,3 +25,7 @@ class DataFormatError(EffbertError):
         super().__init__(f"{where}: {message}")
         self.path = str(path)
         self.line = line
+
+
+class WorkspaceBusyError(EffbertError):
+    """Another ``effbert run`` holds the workspace's run lock; the message names its host, pid and start time."""

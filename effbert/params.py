@@ -805,13 +805,78 @@ def _format_error(path: Path | str, err: ValidationError) -> str:
     return f"{path}: {key + ': ' if key else ''}{msg}{shown}{more}"
 
 
+MAX_YAML_VALUES = 100_000
+"""The most values (scalars, lists, mappings) a params file or ``--set`` value may hold once its aliases are
+expanded: the paper profile holds a few hundred; an alias bomb ("billion laughs") holds billions."""
+
+_DATA_TAGS = frozenset(tag for tag in yaml.SafeLoader.yaml_constructors if tag) | {"tag:yaml.org,2002:merge"}
+"""The YAML tags of plain data (what ``yaml.safe_load`` builds: null, bool, int, float, str, lists, mappings, ...)."""
+
+
+class _NotData(Exception):
+    """A YAML node that is not plain data (the message says why)."""
+
+    def __init__(self, node: yaml.Node, message: str) -> None:
+        super().__init__(message)
+        self.node = node
+
+
+def _count_values(node: yaml.Node, counted: dict[int, int], open_nodes: set[int]) -> int:
+    """The values ``node`` holds with every alias expanded (each shared node counted once per use, computed once)."""
+    if id(node) in counted:
+        return counted[id(node)]
+    if node.tag not in _DATA_TAGS:
+        tag = node.tag.replace("tag:yaml.org,2002:", "!!", 1)
+        raise _NotData(node, f"the YAML tag {tag!r} is not allowed (params are plain data)")
+    if id(node) in open_nodes:
+        raise _NotData(node, "a YAML alias refers to the value that contains it (a recursive value)")
+    open_nodes.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        children = [child for pair in node.value for child in pair]
+    else:
+        children = node.value if isinstance(node, yaml.SequenceNode) else []
+    total = 1 + sum(_count_values(child, counted, open_nodes) for child in children)
+    open_nodes.discard(id(node))
+    if total > MAX_YAML_VALUES:
+        raise _NotData(
+            node,
+            f"the YAML holds more than {MAX_YAML_VALUES:,} values once its aliases are expanded "
+            "(anchors repeated by aliases: an alias bomb?)",
+        )
+    counted[id(node)] = total
+    return total
+
+
+def safe_yaml(text: str, where: str, *, lines: bool = False) -> Any:
+    """Parse ``text`` as plain data, as ``yaml.safe_load`` does, after checking its node graph: a tag that is not
+    plain data (``!!python/object/apply:...``) and aliases that expand beyond :data:`MAX_YAML_VALUES` values raise
+    :class:`ParamsError` naming ``where`` (with the line if ``lines``) before anything is built. YAML syntax errors
+    propagate (``yaml.YAMLError``).
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _count_values(node, {}, set())
+        return loader.construct_document(node)
+    except _NotData as err:
+        place = f"{where}:{err.node.start_mark.line + 1}" if lines else where
+        raise ParamsError(f"{place}: {err}") from None
+    except RecursionError:
+        raise ParamsError(f"{where}: the YAML is nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
 def read_yaml(path: Path | str) -> dict[str, Any]:
-    """Read a YAML mapping, raising ParamsError (file and line) on syntax errors or a non-mapping."""
+    """Read a YAML mapping of plain data (:func:`safe_yaml`), raising ParamsError (file and line) on syntax errors,
+    a tag that is not data, an alias bomb or a non-mapping."""
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = safe_yaml(path.read_text(encoding="utf-8"), str(path), lines=True)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
@@ -833,20 +898,23 @@ def validate(raw: dict[str, Any], source: Path | str = "params.yaml") -> Params:
         raise ParamsError(_format_error(source, err)) from None
 
 
-def load(path: Path | str = "params.yaml") -> Params:
-    """Load and validate a params file."""
-    return validate(read_yaml(path), path)
+def load(path: Path | str = "params.yaml", overrides: Sequence[str] = ()) -> Params:
+    """Load and validate a params file, with ``--set`` ``overrides`` applied (errors then say ``(with --set)``)."""
+    if not overrides:
+        return validate(read_yaml(path), path)
+    return validate(apply_overrides(read_yaml(path), list(overrides)), f"{path} (with --set)")
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``KEY=VALUE`` overrides (dotted keys, VALUE parsed as YAML) to a copy of ``raw``."""
+    """Apply ``KEY=VALUE`` overrides (dotted keys, VALUE parsed as YAML data by :func:`safe_yaml`: never a tag that
+    builds an object, never an alias bomb; a multi-line VALUE is still the value of KEY alone) to a copy of ``raw``."""
     merged = json.loads(json.dumps(raw))
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise ParamsError(f"--set {item!r}: expected KEY=VALUE")
         try:
-            value = yaml.safe_load(text)
+            value = safe_yaml(text, f"--set {key}")
         except yaml.YAMLError:
             raise ParamsError(f"--set {key}: value {text!r} is not valid YAML") from None
         node = merged

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from effbert import params as params_mod
-from effbert import tracking, tracking_service
+from effbert import tracking, tracking_service, workspace
 from effbert.errors import EffbertError
 
 log = logging.getLogger(__name__)
@@ -43,9 +43,7 @@ def write_params(root: Path, params_file: Path, overrides: list[str]) -> params_
     The profile itself is never written; the workspace file is left untouched (comments included) when it already
     spells out exactly these params.
     """
-    raw = params_mod.read_yaml(params_file)
-    merged = params_mod.apply_overrides(raw, overrides)
-    validated = params_mod.validate(merged, params_file if not overrides else f"{params_file} (with --set)")
+    validated = params_mod.load(params_file, overrides)
     validated = materialize_hub_sources(root, validated)
     target = root / "params.yaml"
     if target.is_file() and params_mod.read_yaml(target) == validated.model_dump(mode="json"):
@@ -160,12 +158,38 @@ def run(
     root: Path | None = None,
     targets: list[str] | None = None,
 ) -> int:
-    """Run the whole DAG (or only ``targets`` and what they need); returns the engine's exit code."""
+    """Run the whole DAG (or only ``targets`` and what they need); returns the engine's exit code.
+
+    One run at a time per workspace: a second one (either engine, dry runs included, since they write
+    ``params.yaml``) is refused at once, naming the holder (`effbert.workspace.run_lock`).
+    """
     root = (root or Path.cwd()).resolve()
     if not (root / "dvc.yaml").is_file():
         raise EffbertError(f"{root}: no dvc.yaml here; run effbert from the project root")
     if not (root / ".dvc").is_dir():
         raise EffbertError(f"{root}: not a DVC repository (run `dvc init`, or `dvc init --no-scm` outside git)")
+    with workspace.run_lock(root) as taken_over:
+        if taken_over:
+            print(f"effbert: {taken_over}", file=sys.stderr)
+        return _run_locked(
+            root, params_file, overrides, engine=engine, cores=cores, profile=profile, dry_run=dry_run, targets=targets
+        )
+
+
+def _run_locked(
+    root: Path,
+    params_file: Path,
+    overrides: list[str],
+    *,
+    engine: str,
+    cores: int | None,
+    profile: str | None,
+    dry_run: bool,
+    targets: list[str] | None,
+) -> int:
+    repaired = workspace.repair_lockfile(root)  # before anything reads dvc.lock (DVC, the Snakefile's stages)
+    if repaired:
+        print(f"effbert: warning: {repaired}", file=sys.stderr)
     p = write_params(root, params_file, overrides)
     env = _environment(root)
     dvc_targets, snakemake_targets = resolve_targets(root, targets or [])
@@ -203,7 +227,14 @@ def run(
                 f"the pipeline failed ({' '.join([Path(cmd[0]).name, *cmd[1:3]])} exit code {code}); "
                 "see logs/ for the stage logs"
             )
-    times = _stage_times(parent, p.tracking.tracking_uri, root)
+    workspace.keep_good_lockfile(root)
+    _print_summary(root, parent, p.tracking.tracking_uri, started)
+    return code
+
+
+def _print_summary(root: Path, parent: str, configured_uri: str | None, started: float) -> None:
+    """The stages' wall times, the overhead around them, the dev metrics, the methods compared and the report."""
+    times = _stage_times(parent, configured_uri, root)
     print(f"\nStages run: {len(times)} (wall time per stage)")
     for name, status, seconds in times:
         print(f"  {name:<40} {status:<9} {seconds:8.1f} s")
@@ -219,4 +250,3 @@ def run(
     report = root / "results" / "report" / "report.html"
     if report.is_file():  # last line of `make demo`: the report opens offline in any browser
         print(f"Report: {report} (Markdown: {report.with_suffix('.md')})")
-    return code
