@@ -32,7 +32,7 @@ def test_task_stages_take_the_papers_steps_on_the_train_split_less_the_heldout_s
 def test_corpus_stages_take_the_papers_optimisation_steps(paper) -> None:
     params, stages = paper
     official = 10 * cost.OFFICIAL_INSTANCES / 256  # 10 epochs of one instance per document, global batch 256
-    for name in ("warmup_kd", "final_distill_general"):
+    for name in ("warmup_kd", "final_distill_general", "variant_general@tiny", "variant_general@plusplus"):
         assert stages[name].batch * stages[name].processes == 256
         assert stages[name].steps == pytest.approx(official, rel=0.02), name
     assert stages["search_stage3"].steps == pytest.approx(10 * cost.OFFICIAL_INSTANCES / 128, rel=0.02)
@@ -59,6 +59,14 @@ def test_multitask_kd_runs_the_eight_glue_tasks_and_methods_follow_their_recipes
     assert stages["search_stage3 (multi-task)"].steps == 10 * math.ceil(rows / 128)
     assert "dynabert@squad_v1 (width)" not in stages and "fastbert@stsb" not in stages  # tasks they do not define
     assert stages["dynabert@mnli (depth)"].repeats == len(params.dynabert.widths) * len(params.dynabert.depths)
+
+
+def test_the_variants_repeat_the_final_distillation_plus_without_general_kd(paper) -> None:
+    _, stages = paper
+    assert "variant_general@plus" not in stages  # EfficientBERT+ starts from stage 3's multi-task weights
+    for model in ("student_plus", "student_tiny", "student_plusplus"):
+        assert stages[f"variant_distill@{model}-mnli"].steps == stages["final_distill@mnli"].steps
+    assert "variant_distill@student_plus-squad_v1" not in stages and "variant_distill@student_tiny-squad_v1" in stages
 
 
 def test_estimate_prints_every_training_stage_with_measured_hours(tmp_path) -> None:

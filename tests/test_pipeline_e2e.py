@@ -122,12 +122,20 @@ def test_every_method_ran_and_is_compared(first_run: tuple[Path, dict[str, float
     assert sweep[0]["mean_exit_layer"] == 6  # speed 0: every row runs every layer
     comparison = json.loads((project / "results/eval_summary/comparison.json").read_text())
     methods = {task: {row["method"] for row in rows} for task, rows in comparison["tasks"].items()}
+    variants = {"student_plus", "student_tiny", "student_plusplus"}  # the smoke profile builds all three
     assert (
         methods["sst2"]
         == methods["mrpc"]
-        == {"teacher", "efficientbert", "tinybert", "theseus", "dynabert", "fastbert"}
+        == {"teacher", "efficientbert", "tinybert", "theseus", "dynabert", "fastbert", *variants}
     )
-    assert methods["squad_v1"] == {"teacher", "efficientbert", "tinybert", "theseus"}
+    assert methods["squad_v1"] == {
+        "teacher",
+        "efficientbert",
+        "tinybert",
+        "theseus",
+        "student_tiny",
+        "student_plusplus",
+    }
     for rows in comparison["tasks"].values():
         assert any(row["pareto_latency"] for row in rows)
         assert all(row["params"] > 0 and row["latency_ms_b1"] > 0 and row["latency_ms_b4"] > 0 for row in rows)
@@ -135,6 +143,30 @@ def test_every_method_ran_and_is_compared(first_run: tuple[Path, dict[str, float
     assert "## Methods compared" in markdown and "dynabert is absent from squad_v1" in markdown
     for task in ("sst2", "mrpc", "squad_v1"):
         assert (project / f"results/report/figures/methods_{task}.png").is_file()
+
+
+def test_the_papers_variants_ran_like_the_main_student(first_run: tuple[Path, dict[str, float], float]) -> None:
+    """EfficientBERT+, -TINY and ++: their frames (TINY and ++ at student.tiny_hidden_size, ++ twice as deep), each
+    student evaluated and exported with its own registry name; EfficientBERT+ on the GLUE tasks only."""
+    project, _, _ = first_run
+    from transformers import AutoConfig
+
+    from effbert.models.auto import register_students
+
+    register_students()
+    expected = {"student_plus": ("mrpc", "sst2"), "student_tiny": ("mrpc", "squad_v1", "sst2")}
+    expected["student_plusplus"] = expected["student_tiny"]
+    shapes = {"student_plus": (48, 3), "student_tiny": (36, 3), "student_plusplus": (36, 6)}  # smoke: H48, 3 layers
+    for model, tasks in expected.items():
+        assert sorted(p.name for p in (project / "results/models" / model).iterdir()) == list(tasks), model
+        for task in tasks:
+            config = AutoConfig.from_pretrained(project / "results/models" / model / task)
+            assert (config.hidden_size, config.num_hidden_layers) == shapes[model], (model, task)
+            assert json.loads((project / f"results/eval/{model}/{task}/metrics.json").read_text())["rows"]["dev"] == 48
+            registry = json.loads((project / f"results/export/{model}/{task}/registry.json").read_text())
+            assert registry["name"] == f"effbert-{model}-{task}"
+    assert (project / "results/search_stage3/weight_sharing.safetensors").is_file()  # EfficientBERT+'s start
+    assert "EfficientBERT-TINY" in (project / "results/report/report.md").read_text(encoding="utf-8")
 
 
 def test_submission_files_from_the_final_students(first_run: tuple[Path, dict[str, float], float]) -> None:

@@ -201,8 +201,36 @@ def plan(params: Params, sizes: DataSizes) -> list[StageCost]:
     for task, rows in _per_task(params, params.tasks, sizes):
         task_kd = final.task.for_task(task)
         add(f"final_distill@{task}", "kd", rows, task_kd.batch_size, task_kd.epochs)
+    _variants(params, sizes, add)
     _methods(params, sizes, add)
     return out
+
+
+def _variants(params: Params, sizes: DataSizes, add: Callable[..., None]) -> None:
+    """EfficientBERT's variants: TINY and ++ repeat the final distillation (general and task KD) at their frames,
+    EfficientBERT+ only the task KD (on GLUE); each step priced as the main student's (``kd``: TINY's is cheaper,
+    ++'s twelve narrow layers about the same)."""
+    from effbert.params import VARIANT_MODELS, variant_tasks
+
+    final = params.final_distill
+    for variant in params.variants:
+        if variant != "plus":
+            add(
+                f"variant_general@{variant}",
+                "kd",
+                sizes.corpus_sequences,
+                final.general.batch_size,
+                final.general.epochs,
+            )
+        for task in variant_tasks(variant, params.tasks):
+            task_kd = final.task.for_task(task)
+            add(
+                f"variant_distill@{VARIANT_MODELS[variant]}-{task}",
+                "kd",
+                sizes.train_rows[task],
+                task_kd.batch_size,
+                task_kd.epochs,
+            )
 
 
 def _methods(params: Params, sizes: DataSizes, add: Callable[..., None]) -> None:

@@ -102,3 +102,19 @@ def test_plus_general_student_writes_a_loadable_start(tmp_path: Path) -> None:
     task_model = EffBertForSequenceClassification.from_pretrained(str(out), num_labels=2)
     start_at_multitask_head(task_model, out, "sst2")
     assert float(task_model.classifier.bias[0].detach()) == 1.0
+
+
+def test_the_paper_variants_have_the_papers_sizes() -> None:
+    """EfficientBERT-TINY (H=360) and ++ (12 layers) of the paper's searched architecture count the reference's
+    9.38M and 14.24M parameters (embeddings + attention + MLPs + fit_dense to BERT-base's 768; reference 2.2)."""
+    from effbert.methods.efficientbert.supernet import compact_config, param_count
+
+    paper = load_architecture("efficientbert")
+    frame = supernet_config(hidden_size=540, num_hidden_layers=6, vocab_size=30522, embedding_size=128)
+    main = StudentParams()
+    sizes = {}
+    for variant in ("plus", "tiny", "plusplus"):
+        shape = variant_frame(main, variant)
+        arch = paper.resized(shape.hidden_size, shape.num_layers)
+        sizes[variant] = round(param_count(compact_config(frame, arch), fit_dense_size=768) / 1e6, 2)
+    assert sizes == {"plus": 15.74, "tiny": 9.38, "plusplus": 14.24}
