@@ -55,6 +55,11 @@ params_option = click.option(
 """The ``--params`` option of every stage command (DVC runs stages with the workspace ``params.yaml``)."""
 
 
+def optional_input_option(flag: str, dest: str, help_text: str) -> Any:
+    """An optional input folder option (``--corpus``, ``--augmented``): None unless given, else an existing folder."""
+    return click.option(flag, dest, default=None, type=click.Path(exists=True, file_okay=False), help=help_text)
+
+
 def teacher_task_options(command: Any) -> Any:
     """The options of a stage that trains a model from a task's fine-tuned teacher and prepared data (``--task
     --teacher --data --model-out --report-out --params``), as the compared methods' stages in dvc.yaml pass them."""

@@ -39,6 +39,7 @@ from effbert.params import VARIANT_MODELS, VARIANTS, Params
 from effbert.runtime import (
     checkpoint_dir,
     load_params,
+    optional_input_option,
     params_option,
     read_json,
     resolve_bf16,
@@ -200,12 +201,8 @@ def plus_general(
 @click.option("--student", "student_dir", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--teacher", "teacher_dir", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False))
-@click.option(
-    "--corpus",
-    "corpus_dir",
-    default=None,
-    type=click.Path(exists=True, file_okay=False),
-    help="Prepared corpus: the source of final_distill.task.transfer's pairs (pair tasks).",
+@optional_input_option(
+    "--corpus", "corpus_dir", "Prepared corpus: the source of final_distill.task.transfer's pairs (pair tasks)."
 )
 @click.option("--model-out", required=True, type=click.Path(file_okay=False), help="Student directory to write.")
 @click.option("--report-out", required=True, type=click.Path(file_okay=False), help="Metrics/history directory.")

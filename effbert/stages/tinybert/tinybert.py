@@ -20,7 +20,15 @@ from effbert.data.tasks import get_task
 from effbert.errors import EffbertError
 from effbert.models.teacher import teacher_source
 from effbert.params import Params
-from effbert.runtime import checkpoint_dir, load_params, params_option, resolve_bf16, stage_context, write_json
+from effbert.runtime import (
+    checkpoint_dir,
+    load_params,
+    optional_input_option,
+    params_option,
+    resolve_bf16,
+    stage_context,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -182,19 +190,11 @@ def augment(params: Params, data_dir: Path, out: Path) -> dict[str, Any]:
 @click.option("--general", "general_dir", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--teacher", "teacher_dir", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False))
-@click.option(
-    "--augmented",
-    "augmented_dir",
-    default=None,
-    type=click.Path(exists=True, file_okay=False),
-    help="A tinybert-augment output: distil on its rows instead of the prepared train split.",
+@optional_input_option(
+    "--augmented", "augmented_dir", "A tinybert-augment output: distil on its rows instead of the prepared train split."
 )
-@click.option(
-    "--corpus",
-    "corpus_dir",
-    default=None,
-    type=click.Path(exists=True, file_okay=False),
-    help="Prepared corpus: the source of tinybert.transfer's pairs (pair tasks, original rows).",
+@optional_input_option(
+    "--corpus", "corpus_dir", "Prepared corpus: the source of tinybert.transfer's pairs (pair tasks, original rows)."
 )
 @click.option("--model-out", required=True, type=click.Path(file_okay=False), help="Task model directory to write.")
 @click.option("--report-out", required=True, type=click.Path(file_okay=False), help="Metrics/history directory.")
