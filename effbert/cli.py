@@ -44,6 +44,7 @@ COMMANDS: dict[str, str] = {
     "report": "effbert.stages.report:command",
     # tools
     "run": "effbert.commands:run_command",
+    "chaos": "effbert.commands:chaos_command",
     "check-params": "effbert.commands:check_params_command",
     "fetch-data": "effbert.commands:fetch_data_command",
     "lineage": "effbert.commands:lineage_command",

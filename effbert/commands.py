@@ -1,5 +1,6 @@
-"""The ``effbert`` commands that are not DAG stages: ``run`` (the pipeline), ``check-params``, ``fetch-data``,
-``lineage``, ``bench``, ``init-student`` and ``code-deps``. Heavy imports happen inside the commands."""
+"""The ``effbert`` commands that are not DAG stages: ``run`` (the pipeline), ``chaos`` (the pipeline under random
+SIGKILLs), ``check-params``, ``fetch-data``, ``lineage``, ``bench``, ``init-student`` and ``code-deps``. Heavy
+imports happen inside the commands."""
 
 from __future__ import annotations
 
@@ -49,6 +50,61 @@ def run_command(
         targets=list(targets),
     )
     sys.exit(code)
+
+
+@click.command("chaos")
+@click.option("--params", "params_file", default="params.yaml", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a dotted key (YAML value).")
+@click.option("--engine", type=click.Choice(["dvc", "snakemake"]), default="dvc", show_default=True)
+@click.option("--target", "targets", multiple=True, metavar="STAGE", help="As effbert run's --target (repeatable).")
+@click.option("--kills", type=click.IntRange(min=0), default=20, show_default=True, help="SIGKILLs to send in all.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the choice of victims and moments.")
+@click.option(
+    "--delay",
+    nargs=2,
+    type=float,
+    default=(0.5, 6.0),
+    show_default=True,
+    help="Seconds after a process appears before it is killed, drawn uniformly from [MIN, MAX].",
+)
+@click.option(
+    "--reference",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="A workspace the same params ran in without faults: its results must equal this run's.",
+)
+def chaos_command(
+    params_file: str,
+    overrides: tuple[str, ...],
+    engine: str,
+    targets: tuple[str, ...],
+    kills: int,
+    seed: int,
+    delay: tuple[float, float],
+    reference: str | None,
+) -> None:
+    """Run the pipeline while SIGKILL hits its stage processes at random moments; restart it until it completes;
+    then check nothing was lost (leftovers, tracking runs, and with --reference: metrics, halls of fame, weights)."""
+    from effbert import chaos, dag, tracking
+    from effbert.params import load
+
+    settings = load(Path(params_file), list(overrides)).tracking
+    root = tracking.project_root()
+    line = ["effbert", "run", "--params", params_file, "--engine", engine]
+    line += [arg for value in overrides for arg in ("--set", value)] + [a for t in targets for a in ("--target", t)]
+    commands = {stage.command for stage in dag.load_stages(root)}
+
+    def report(kill: chaos.Kill) -> None:
+        click.echo(f"effbert chaos: SIGKILL {kill.label} (run {kill.attempt}, {kill.after_seconds:.1f} s in)", err=True)
+
+    outcome = chaos.run_with_kills(line, root, kills=kills, seed=seed, commands=commands, delays=delay, on_kill=report)
+    problems = [f"left behind: {path}" for path in chaos.leftovers(root)]
+    running = tracking.running_runs(settings.tracking_uri, settings.experiment)
+    problems += [f"tracking run {run} still RUNNING" for run in running]
+    if reference is not None:
+        problems += chaos.compare_results(root / "results", Path(reference) / "results")
+    click.echo(chaos.summary(outcome, problems))
+    sys.exit(0 if outcome.returncode == 0 and not problems else 1)
 
 
 @click.command("check-params")

@@ -440,6 +440,52 @@ class StageRun:
         tmp.replace(directory / LINEAGE_FILE)
 
 
+def running_runs(configured_uri: str | None, experiment: str) -> list[str]:
+    """The ids of the experiment's runs still RUNNING (a run whose process died without ending it)."""
+    backend = MlflowBackend(configured_uri, experiment)
+    runs = backend.client.search_runs([backend.experiment_id], filter_string="attributes.status = 'RUNNING'")
+    return [run.info.run_id for run in runs]
+
+
+WORKSPACE_TAG, PID_TAG = "effbert.workspace", "effbert.pid"
+"""Tags of every stage and pipeline run: the workspace (``<host>:<project root>``) and the process that records it."""
+
+
+def workspace_tags() -> dict[str, str]:
+    """This process's `WORKSPACE_TAG` and `PID_TAG` values."""
+    import socket
+
+    return {WORKSPACE_TAG: f"{socket.gethostname()}:{project_root()}", PID_TAG: str(os.getpid())}
+
+
+def _alive(pid: str | None) -> bool:
+    if pid is None or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def end_orphaned_runs(backend: MlflowBackend) -> list[str]:
+    """Mark KILLED this workspace's runs left RUNNING by a process that no longer exists (a stage or a pipeline
+    killed by SIGKILL or a power cut cannot end its own run); return their names."""
+    workspace = workspace_tags()[WORKSPACE_TAG]
+    runs = backend.client.search_runs(
+        [backend.experiment_id],
+        filter_string=f"attributes.status = 'RUNNING' and tags.`{WORKSPACE_TAG}` = '{workspace}'",
+    )
+    ended = []
+    for run in runs:
+        if not _alive(run.data.tags.get(PID_TAG)):
+            backend.client.set_terminated(run.info.run_id, status="KILLED")
+            ended.append(run.data.tags.get("mlflow.runName", run.info.run_id))
+    return ended
+
+
 @contextmanager
 def stage_run(
     stage: str,
@@ -472,6 +518,7 @@ def stage_run(
         "dvc.exp": os.environ.get("DVC_EXP_NAME", ""),
         "slurm.job_id": os.environ.get("SLURM_JOB_ID", ""),
         "mlflow.source.name": sys.argv[0],  # this process, also when the service records the run
+        **workspace_tags(),  # whose process to ask whether the run is still alive (`end_orphaned_runs`)
         **(tags or {}),
     }
     parent = os.environ.get(PARENT_ENV) or None
@@ -496,6 +543,9 @@ def pipeline_run(name: str, params_file: Path, *, experiment: str, configured_ur
     backend = MlflowBackend(configured_uri, experiment)
     mlflow = backend.mlflow
     tags = {"effbert.kind": "pipeline", "effbert.git_commit": git_commit(), "effbert.code_digest": code_digest()}
+    tags.update(workspace_tags())
+    for orphan in end_orphaned_runs(backend):
+        log.warning("MLflow run %s was left RUNNING by a process that is gone: marked KILLED", orphan)
     saved = {var: os.environ.get(var) for var in (PARENT_ENV, tracking_service.SOCKET_ENV)}
     with mlflow.start_run(run_name=name, tags=tags) as run, tracking_service.serve(backend) as socket_path:
         mlflow.log_artifact(str(params_file))
@@ -507,6 +557,8 @@ def pipeline_run(name: str, params_file: Path, *, experiment: str, configured_ur
             if lock.is_file():
                 mlflow.log_artifact(str(lock))
         finally:
+            for orphan in end_orphaned_runs(backend):  # the engine is done: a stage run still RUNNING was killed
+                log.warning("MLflow run %s: its stage process was killed: marked KILLED", orphan)
             for var, value in saved.items():
                 if value is None:
                     os.environ.pop(var, None)
