@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -85,9 +84,7 @@ def test_twenty_kills_across_every_stage_kind_lose_nothing(tmp_path: Path) -> No
     reference = copy_project(tmp_path / "reference")
     clean = run_cli(["effbert", "run", "--params", "params/smoke.yaml", *settings], reference, 3000)
     assert clean.returncode == 0, clean.stdout[-3000:] + clean.stderr[-3000:]
-    project = tmp_path / "chaos"
-    shutil.copytree(reference, project, ignore=shutil.ignore_patterns("results", "mlruns", "mlflow.db", ".effbert"))
-    run_cli(["dvc", "gc", "-w", "-f"], project)  # no cached outputs: every stage runs (and can be killed) again
+    project = copy_project(tmp_path / "chaos")  # its own DVC cache: every stage runs (and can be killed) again
     args = ["effbert", "chaos", "--params", "params/smoke.yaml", *settings, "--kills", "20", "--seed", "11"]
     result = run_cli([*args, "--reference", str(reference)], project, 5400)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
