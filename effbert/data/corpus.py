@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from effbert.data.textio import iter_lines
+from effbert.data.textio import check_utf8, iter_lines
 from effbert.errors import DataFormatError
 
 logger = logging.getLogger(__name__)
@@ -91,7 +91,9 @@ ROW_BATCH = 1000
 
 
 def _file_documents(path: Path) -> Iterator[list[str]]:
-    """One file's non-empty documents in order (WikiText raw or plain text, detected by a first streamed pass)."""
+    """One file's non-empty documents in order (WikiText raw or plain text, detected by a first streamed pass); the
+    whole file is checked to be UTF-8 first, so a bad byte anywhere stops the preparation before it starts."""
+    check_utf8(path)
     is_wikitext = any(_ARTICLE.match(line) for line in iter_lines(path))
     current: list[str] = []
     for line in iter_lines(path):

@@ -132,7 +132,9 @@ def _tokenize_rows(
         return {name: tokenize_pairs(rows, tokenizer, data.max_seq_length, fingerprint(base_fp, name))}
     return {
         f"{name}_examples": as_dataset(rows, fingerprint(base_fp, name, "examples")),
-        name: tokenize_squad(rows, tokenizer, windows=squad_windows(data), for_training=False, fp=fingerprint(base_fp, name)),
+        name: tokenize_squad(
+            rows, tokenizer, windows=squad_windows(data), for_training=False, fp=fingerprint(base_fp, name)
+        ),
     }
 
 

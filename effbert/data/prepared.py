@@ -23,7 +23,9 @@ def load_split(data_dir: Path, split: str, rows: int | None = None) -> Any:
 
     path = data_dir / split
     if not (path / "dataset_info.json").is_file():
-        raise EffbertError(f"{path}: no saved split {split!r} here (is {data_dir} a prepare-data/prepare-corpus output?)")
+        raise EffbertError(
+            f"{path}: no saved split {split!r} here (is {data_dir} a prepare-data/prepare-corpus output?)"
+        )
     data: Any = datasets.load_from_disk(str(path))
     return data if rows is None or rows >= len(data) else data.select(range(rows))
 
