@@ -6,9 +6,10 @@ one stage process at a time: an ``effbert <stage command>`` process (DVC or Snak
 process such a stage started (the search's parallel candidate evaluations, a ``torchrun`` rank). Which process and
 when come from a seeded random generator: the first time a stage kind (its command, a worker of it) appears it is
 always a target, so every kind the pipeline runs gets hit; later ones are hit with probability ``kill_share``. The
-kill comes ``min_delay``..``max_delay`` seconds after the process was first seen (a process gone by then is not
-counted). A killed stage fails its engine, ``effbert run`` exits non-zero and is started again, up to ``kills`` kills;
-then it runs to the end undisturbed.
+kill comes ``min_delay``..``max_delay`` seconds after the process was first seen (the first of a kind within the
+first third of that range, so short stages are hit too; a process gone by then is not counted), and kills of a kind
+already hit are spared while the budget is needed for the DAG's kinds not hit yet. A killed stage fails its engine,
+``effbert run`` exits non-zero and is started again, up to ``kills`` kills; then it runs to the end undisturbed.
 
 After the last run, :func:`leftovers` lists what an interrupted run may leave behind (``.partial-*`` output folders,
 resumable state under ``.effbert/checkpoints``), and :func:`compare_results` compares the workspace with a reference
@@ -139,20 +140,37 @@ def _choose(
     watch: _Watch,
     victims: list[Victim],
     hit_kinds: set[str],
+    budget: _Budget,
     rng: random.Random,
-    delays: tuple[float, float],
-    share: float,
 ) -> None:
-    """Pick the next victim among processes not yet decided on: a kind not hit yet always, others by ``share``."""
+    """Pick the next victim among processes not yet decided on: a kind not hit yet always (soon after it starts, so
+    short stages are hit too); a kind already hit with chance ``share``, and only while the kills left exceed the
+    stage kinds of the DAG not hit yet (so every kind gets its kill)."""
     now = time.monotonic()
+    low, high = budget.delays
     for victim in victims:
         watch.seen.setdefault(victim.pid, now)
         if watch.target is not None or victim.pid in watch.decided:
             continue
         watch.decided.add(victim.pid)
-        if victim.kind in hit_kinds and rng.random() >= share:
-            continue
-        watch.target = (victim, watch.seen[victim.pid] + rng.uniform(*delays))
+        if victim.kind in hit_kinds:
+            unseen = len(budget.expected_kinds - hit_kinds)
+            if budget.kills_left <= unseen or rng.random() >= budget.share:
+                continue
+            delay = rng.uniform(low, high)
+        else:
+            delay = rng.uniform(low, low + (high - low) / 3)
+        watch.target = (victim, watch.seen[victim.pid] + delay)
+
+
+@dataclass
+class _Budget:
+    """The kills still to send, the kinds the DAG will run, the chance and delays of a kill."""
+
+    kills_left: int
+    expected_kinds: set[str]
+    share: float
+    delays: tuple[float, float]
 
 
 def _kill_due(watch: _Watch, live: set[int], attempt: int) -> Kill | None:
@@ -183,8 +201,9 @@ def run_with_kills(
     kills: int,
     seed: int,
     commands: Iterable[str],
+    expected_kinds: Iterable[str] = (),
     delays: tuple[float, float] = (0.5, 6.0),
-    kill_share: float = 0.3,
+    kill_share: float = 0.5,
     max_attempts: int | None = None,
     on_kill: Callable[[Kill], None] | None = None,
 ) -> ChaosOutcome:
@@ -197,6 +216,7 @@ def run_with_kills(
         kills: how many SIGKILLs to send in all.
         seed: seeds the choice of victims and moments.
         commands: the stage commands whose processes are targets (``effbert.dag``'s stages' commands).
+        expected_kinds: the commands the run's DAG runs (kills are kept for those not hit yet).
         delays: seconds after a process is first seen before it is killed, drawn uniformly.
         kill_share: the chance a process of an already hit kind is a target.
         max_attempts: pipeline runs allowed (default ``kills + 2``).
@@ -204,6 +224,7 @@ def run_with_kills(
     """
     rng = random.Random(seed)
     commands = list(commands)
+    budget = _Budget(kills, set(expected_kinds), kill_share, delays)
     outcome = ChaosOutcome()
     started = time.monotonic()
     limit = max_attempts if max_attempts is not None else kills + 2
@@ -214,10 +235,11 @@ def run_with_kills(
         while process.poll() is None:
             if len(outcome.kills) < kills:
                 victims = _victims(process.pid, commands)
-                _choose(watch, victims, set(outcome.kinds()), rng, delays, kill_share)
+                _choose(watch, victims, set(outcome.kinds()), budget, rng)
                 kill = _kill_due(watch, {v.pid for v in victims}, outcome.attempts)
                 if kill is not None:
                     outcome.kills.append(kill)
+                    budget.kills_left -= 1
                     killed_now += 1
                     if on_kill is not None:
                         on_kill(kill)
@@ -229,13 +251,20 @@ def run_with_kills(
     return outcome
 
 
+KEPT_STATE = "search_stage*/search/*"
+"""The search stages' records stay under ``.effbert/checkpoints`` after success, by design (a larger budget
+continues a finished search): not a leftover."""
+
+
 def leftovers(root: Path) -> list[str]:
     """What an interrupted run may have left: ``.partial-*`` output folders under ``results/`` and resumable state
-    under ``.effbert/checkpoints`` (both removed once the stages that own them succeed)."""
+    under ``.effbert/checkpoints`` (removed once the stages that own them succeed; the searches' records, kept by
+    design, excepted: `KEPT_STATE`)."""
     found = [str(p.relative_to(root)) for p in (root / "results").rglob(".*.partial-*")]
     checkpoints = root / ".effbert" / "checkpoints"
     if checkpoints.is_dir():
-        found += [str(p.relative_to(root)) for p in checkpoints.rglob("*") if p.is_file()]
+        kept = {f for d in checkpoints.glob(KEPT_STATE) for f in d.rglob("*")}
+        found += [str(p.relative_to(root)) for p in checkpoints.rglob("*") if p.is_file() and p not in kept]
     return sorted(found)
 
 

@@ -85,6 +85,8 @@ def chaos_command(
 ) -> None:
     """Run the pipeline while SIGKILL hits its stage processes at random moments; restart it until it completes;
     then check nothing was lost (leftovers, tracking runs, and with --reference: metrics, halls of fame, weights)."""
+    import subprocess
+
     from effbert import chaos, dag, tracking
     from effbert.params import load
 
@@ -92,12 +94,21 @@ def chaos_command(
     root = tracking.project_root()
     line = ["effbert", "run", "--params", params_file, "--engine", engine]
     line += [arg for value in overrides for arg in ("--set", value)] + [a for t in targets for a in ("--target", t)]
+    dry = subprocess.run([*line, "--dry-run"], cwd=root, capture_output=True, text=True, check=False)
+    if dry.returncode != 0:  # the params are checked (and params.yaml written) before any kill
+        raise EffbertError(
+            dry.stderr.strip().splitlines()[-1] if dry.stderr.strip() else "effbert run --dry-run failed"
+        )
+    stages = [stage for stage in dag.load_stages(root) if not stage.optional]
     commands = {stage.command for stage in dag.load_stages(root)}
+    expected = {stage.command for stage in stages if not targets or stage.name in targets}
 
     def report(kill: chaos.Kill) -> None:
         click.echo(f"effbert chaos: SIGKILL {kill.label} (run {kill.attempt}, {kill.after_seconds:.1f} s in)", err=True)
 
-    outcome = chaos.run_with_kills(line, root, kills=kills, seed=seed, commands=commands, delays=delay, on_kill=report)
+    outcome = chaos.run_with_kills(
+        line, root, kills=kills, seed=seed, commands=commands, expected_kinds=expected, delays=delay, on_kill=report
+    )
     problems = [f"left behind: {path}" for path in chaos.leftovers(root)]
     running = tracking.running_runs(settings.tracking_uri, settings.experiment)
     problems += [f"tracking run {run} still RUNNING" for run in running]
