@@ -24,7 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from effbert import __version__, tracking_service
+from effbert import __version__, interrupt, tracking_service
+from effbert.errors import StageInterrupted
 
 log = logging.getLogger(__name__)
 
@@ -453,7 +454,7 @@ def stage_run(
     """Open the MLflow child run of a stage under ``$EFFBERT_PARENT_RUN_ID`` (when set).
 
     The run is recorded through the serving ``effbert run`` when there is one (see `stage_backend`), else in this
-    process; it ends FINISHED, or FAILED when the block raises.
+    process; it ends FINISHED, FAILED when the block raises, or KILLED when a signal stopped it (`effbert.interrupt`).
 
     Args:
         stage: stage name, e.g. ``finetune_teacher``.
@@ -482,8 +483,12 @@ def stage_run(
             run_id=run_id, params={k: v if isinstance(v, str) else json.dumps(v) for k, v in flat.items()}
         )
         yield StageRun(backend, run_id, stage, code)
-    except BaseException:
-        backend.end_run(run_id=run_id, status="FAILED", end_time=_now_ms())
+    except BaseException as err:
+        # a signal (`effbert.interrupt`) ends the run KILLED, also when what it stopped failed in its own way first
+        signum = err.signum if isinstance(err, StageInterrupted) else interrupt.requested()
+        backend.end_run(run_id=run_id, status="FAILED" if signum is None else "KILLED", end_time=_now_ms())
+        if signum is not None and not isinstance(err, StageInterrupted):
+            raise StageInterrupted(signum, f"{type(err).__name__} after the signal") from err
         raise
     backend.end_run(run_id=run_id, status="FINISHED", end_time=_now_ms())
 
