@@ -497,7 +497,8 @@ def stage_run(
 def pipeline_run(name: str, params_file: Path, *, experiment: str, configured_uri: str | None) -> Iterator[str]:
     """The parent run of one pipeline invocation; its id is exported to the stages through the environment, and
     the stages' tracking calls are served from this process for its duration (`effbert.tracking_service`): the
-    socket's path is in ``$EFFBERT_TRACKING_SOCKET`` (``os.environ``, inherited by the engine and its stages)."""
+    socket's path is in ``$EFFBERT_TRACKING_SOCKET`` (``os.environ``, inherited by the engine and its stages). It ends
+    FINISHED, FAILED when the block raises, or KILLED when it raises `StageInterrupted`."""
     backend = MlflowBackend(configured_uri, experiment)
     mlflow = backend.mlflow
     tags = {"effbert.kind": "pipeline", "effbert.git_commit": git_commit(), "effbert.code_digest": code_digest()}
@@ -511,6 +512,9 @@ def pipeline_run(name: str, params_file: Path, *, experiment: str, configured_ur
             lock = params_file.parent / "dvc.lock"
             if lock.is_file():
                 mlflow.log_artifact(str(lock))
+        except StageInterrupted:  # SIGTERM or SIGINT stopped the pipeline (`effbert.interrupt.run_forwarding`)
+            mlflow.end_run("KILLED")
+            raise
         finally:
             for var, value in saved.items():
                 if value is None:

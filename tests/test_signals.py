@@ -1,5 +1,6 @@
 """SIGTERM (SLURM's preemption and time limit) and SIGINT (Ctrl-C): a stage stops within seconds at a safe point,
-saves what it can, leaves no output, marks its run KILLED, exits 143 or 130, and the next run resumes."""
+saves what it can, leaves no output, marks its run KILLED, exits 143 or 130, and the next run resumes; ``effbert run``
+forwards the signal to its engine's stages, waits for them and marks its own run KILLED."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import os
 import re
 import signal
 import subprocess
+import sys
+import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +22,7 @@ import yaml
 
 from effbert import interrupt
 from effbert.errors import StageInterrupted
-from tests.conftest import BIN, copy_project, run_cli
+from tests.conftest import BIN, copy_project, run_cli, stages_run
 
 FINETUNE = ["effbert", "finetune-teacher", "--task", "sst2", "--data", "results/prepare_data/sst2"]
 CHECKPOINTS = ".effbert/checkpoints/finetune_teacher/sst2"
@@ -124,6 +128,50 @@ def test_a_signalled_training_stage_saves_a_checkpoint_leaves_no_output_and_resu
     assert all(torch.equal(ours[key], straight[key]) for key in ours)  # bit for bit
 
 
+def test_effbert_run_forwards_sigterm_to_its_stage_waits_and_the_next_run_continues(tmp_path: Path) -> None:
+    import psutil
+
+    project = copy_project(tmp_path / "project")
+    log = tmp_path / "run.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            ["effbert", "run", "--params", "params/smoke.yaml"],
+            cwd=project,
+            env=_environment(),
+            start_new_session=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.time() + 300
+        while not (project / "logs/prepare_data").is_dir():  # a stage after code_digest has started
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.time() < deadline, "no stage started in 5 minutes"
+            time.sleep(0.1)
+        time.sleep(0.5)
+        family = psutil.Process(proc.pid).children(recursive=True)
+        assert any("dvc" in " ".join(p.cmdline()) for p in family)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=STOP_SECONDS)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    seconds, output = time.monotonic() - sent, log.read_text()
+    assert code == 143, output[-3000:]
+    assert seconds < STOP_SECONDS
+    assert not [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]  # engine and stages
+    assert {r.info.status for r in _runs(project, "prepare_data@sst2")} == {"KILLED"}
+    assert _runs(project, "pipeline-dvc")[0].info.status == "KILLED"
+    assert "effbert: interrupted by SIGTERM: dvc and its stages stopped" in output
+    assert not list((project / "results/prepare_data").glob(".*partial*"))
+
+    again = run_cli(["effbert", "run", "--params", "params/smoke.yaml", "--target", "prepare_data@sst2"], project)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert list(stages_run(again.stdout)) == ["prepare_data@sst2"]  # code_digest, finished before, is not rerun
+    assert (project / "results/prepare_data/sst2/lineage.json").is_file()
+
+
 def test_the_handler_raises_at_once_outside_a_deferred_block_and_only_records_inside() -> None:
     with interrupt.handled():
         with pytest.raises(StageInterrupted) as stopped:
@@ -141,3 +189,42 @@ def test_the_handler_raises_at_once_outside_a_deferred_block_and_only_records_in
         assert stopped.value.exit_code == 130 and str(stopped.value) == "interrupted by SIGINT: at the safe point"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the previous handlers are back
     assert interrupt.requested() is None
+
+
+GROUP = textwrap.dedent(
+    """
+    import signal, subprocess, sys, time
+    from pathlib import Path
+    child = '''
+    import signal, sys, time
+    from pathlib import Path
+    def stop(signum, frame):
+        time.sleep(1.0)  # a stage saving its checkpoint
+        Path(sys.argv[1], "cleaned").write_text(str(signum))
+        sys.exit(143)
+    signal.signal(signal.SIGTERM, stop)
+    Path(sys.argv[1], "ready").write_text("")
+    time.sleep(60)
+    '''
+    subprocess.Popen([sys.executable, "-c", child, sys.argv[1]])
+    time.sleep(60)  # the engine: dies at once on SIGTERM, its stage goes on stopping
+    """
+)
+
+
+def test_run_forwarding_signals_the_whole_group_and_waits_for_it(tmp_path: Path) -> None:
+    def signal_when_ready() -> None:
+        deadline = time.time() + 60
+        while not (tmp_path / "ready").exists() and time.time() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    sender = threading.Thread(target=signal_when_ready)
+    sender.start()
+    started = time.monotonic()
+    with pytest.raises(StageInterrupted) as stopped:
+        interrupt.run_forwarding([sys.executable, "-c", GROUP, str(tmp_path)], cwd=tmp_path, env=dict(os.environ))
+    sender.join()
+    assert stopped.value.exit_code == 143
+    assert (tmp_path / "cleaned").read_text() == str(int(signal.SIGTERM))  # the stage had finished stopping
+    assert time.monotonic() - started < 30
