@@ -108,9 +108,11 @@ def stage_context(
 
     Yields the run and one temporary directory per output; on success each is renamed into place with its
     ``lineage.json`` (the run, the upstream runs, the digest and the effbert modules the stage loaded). On any
-    error nothing is left behind. SIGTERM and SIGINT stop the stage (`effbert.interrupt`): at once, or at the
-    next safe point of a training or a search (a checkpoint saved, a candidate recorded); its run is marked KILLED
-    and nothing is left behind either. A signal received once the block has returned waits for the outputs.
+    error nothing is left behind. While the tracking store is unavailable, the run's records are kept in the
+    outputs' ``lineage.json`` (`effbert.tracking_journal`) and the stage succeeds. SIGTERM and SIGINT stop the
+    stage (`effbert.interrupt`): at once, or at the next safe point of a training or a search (a checkpoint saved,
+    a candidate recorded); its run is marked KILLED and nothing is left behind either. A signal received once the
+    block has returned waits for the outputs.
 
     Args:
         name: the stage family (``finetune_teacher``).
@@ -133,24 +135,24 @@ def stage_context(
         return
     with interrupt.handled(), ExitStack() as stack:
         tmp_dirs = [stack.enter_context(atomic_dir(out)) for out in outputs]
-        run = stack.enter_context(
-            tracking.stage_run(
-                name,
-                params.select(keys),
-                run_name=instance,
-                experiment=params.tracking.experiment,
-                configured_uri=params.tracking.tracking_uri,
-                tags=tags,
-            )
-        )
-        with stage_logging(log_file), _logged_interruption():
-            yield run, tmp_dirs
-        interrupt.hold()  # the outputs are complete: a signal from here on waits until they are in place
-        modules = loaded_modules()
-        for i, (tmp, out) in enumerate(zip(tmp_dirs, outputs, strict=True)):
-            run.write_lineage(tmp, {"path": str(out), "modules": modules})
-            run.set_tags({f"effbert.output.{i}": str(out)})  # pointer to the artifact (DVC caches it)
-        run.log_artifact(log_file, "logs")
+        stack.enter_context(stage_logging(log_file))  # from here: the tracking store's troubles are in the log too
+        with tracking.stage_run(
+            name,
+            params.select(keys),
+            run_name=instance,
+            experiment=params.tracking.experiment,
+            configured_uri=params.tracking.tracking_uri,
+            tags=tags,
+        ) as run:
+            with _logged_interruption():
+                yield run, tmp_dirs
+            interrupt.hold()  # the outputs are complete: a signal from here on waits until they are in place
+            modules = loaded_modules()
+            for i, (tmp, out) in enumerate(zip(tmp_dirs, outputs, strict=True)):
+                run.write_lineage(tmp, {"path": str(out), "modules": modules})
+                run.set_tags({f"effbert.output.{i}": str(out)})  # pointer to the artifact (DVC caches it)
+            run.log_artifact(log_file, "logs")
+        run.keep_pending(dict(zip(tmp_dirs, outputs, strict=True)))  # what an unavailable store did not take
         held = interrupt.requested()
         if held is not None:
             log.warning(

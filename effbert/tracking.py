@@ -24,8 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from effbert import __version__, interrupt, tracking_service
-from effbert.errors import StageInterrupted
+from effbert import __version__, interrupt, tracking_journal, tracking_service
+from effbert.errors import EffbertError, StageInterrupted
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,10 @@ def tracking_uri(configured: str | None = None, root: Path | None = None) -> str
 
 
 def _mlflow(configured_uri: str | None, experiment: str) -> Any:
+    # effbert retries an unreachable store itself, within seconds (`effbert.tracking_journal`); MLflow's own HTTP
+    # retries would wait minutes per call (set these variables to have them)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     import mlflow
 
     root = project_root()
@@ -239,9 +243,11 @@ class MlflowBackend:
         self.client.set_terminated(run_id, status=status, end_time=end_time)
 
 
-def stage_backend(configured_uri: str | None, experiment: str) -> Any:
+def stage_backend(configured_uri: str | None, experiment: str) -> tracking_journal.JournalingBackend:
     """The backend of a stage: the serving ``effbert run``'s (`effbert.tracking_service`) when it records where this
-    stage would, else an `MlflowBackend` in this process."""
+    stage would, else an `MlflowBackend` in this process (created on the first call); either way its calls are
+    retried, or kept as records, while the store is unavailable (`effbert.tracking_journal`)."""
+    store = {"uri": tracking_uri(configured_uri), "experiment": experiment}
     path = os.environ.get(tracking_service.SOCKET_ENV)
     if path:
         try:
@@ -249,11 +255,13 @@ def stage_backend(configured_uri: str | None, experiment: str) -> Any:
         except OSError as err:
             log.warning("tracking service %s unreachable (%s): recording in this process", path, err)
         else:
-            if remote.describe() == {"uri": tracking_uri(configured_uri), "experiment": experiment}:
-                return remote
+            if remote.describe() == store:
+                return tracking_journal.JournalingBackend(lambda: remote, store, MlflowBackend.OPS)
             remote.close()
             log.warning("tracking service %s records elsewhere: recording in this process", path)
-    return MlflowBackend(configured_uri, experiment)
+    return tracking_journal.JournalingBackend(
+        lambda: MlflowBackend(configured_uri, experiment), store, MlflowBackend.OPS
+    )
 
 
 class NullBackend:
@@ -391,6 +399,11 @@ class StageRun:
             ``name``, ``version``, ``alias``, ``model_uri`` (``models:/<name>@<alias>``), ``run_id``, ``model_id``
             (MLflow's logged model) and ``source`` (the logged model's URI).
         """
+        if getattr(self._backend, "pending", False):
+            raise EffbertError(
+                f"the model {name} cannot be registered while the tracking store is unavailable "
+                f"({self._backend.reason}); run the stage again once it is reachable"
+            )
         store = self._backend.describe()  # where the run is: MLflow in this process opens the same store
         mlflow = _mlflow(store["uri"], store["experiment"])
         # resuming the run makes it the active one the model is logged in; leaving the block marks it finished,
@@ -436,9 +449,41 @@ class StageRun:
             **({"compute": self.compute} if self.compute else {}),
             **(extra or {}),
         }
-        tmp = directory / f".{LINEAGE_FILE}.tmp"
-        tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        tmp.replace(directory / LINEAGE_FILE)
+        _write_lineage_file(directory, record)
+
+    def keep_pending(self, outputs: Mapping[Path, Path]) -> None:
+        """When the store was unavailable (`effbert.tracking_journal`), keep this run's records in the
+        ``lineage.json`` of each output (temporary directory -> final path; artifact paths inside a temporary
+        directory are rewritten to the final one) as ``"tracking": "pending"``."""
+        records = getattr(self._backend, "records", None)
+        if records is None:
+            return
+        moves = {str(Path(tmp).resolve()): str(Path(out).resolve()) for tmp, out in outputs.items()}
+        for record in records:
+            path = record["args"].get("path") if record["op"] == "log_artifact" else None
+            for tmp, out in moves.items():
+                if path and (path == tmp or path.startswith(tmp + os.sep)):
+                    record["args"]["path"] = out + path[len(tmp) :]
+        pending = {
+            "run_name": next((r["args"]["run_name"] for r in records if r["op"] == "start_run"), ""),
+            "stage": self.stage,
+            "store": self._backend.describe(),
+            "reason": self._backend.reason,
+            "records": records,
+        }
+        for directory in outputs:
+            lineage = read_lineage(directory) or {}
+            _write_lineage_file(directory, {**lineage, "tracking": "pending", "tracking_pending": pending})
+        log.info(
+            "the tracking records of this run are kept in %s",
+            ", ".join(f"{o}/{LINEAGE_FILE}" for o in outputs.values()),
+        )
+
+
+def _write_lineage_file(directory: Path, record: Mapping[str, Any]) -> None:
+    tmp = directory / f".{LINEAGE_FILE}.tmp"
+    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(directory / LINEAGE_FILE)
 
 
 @contextmanager
@@ -499,7 +544,15 @@ def pipeline_run(name: str, params_file: Path, *, experiment: str, configured_ur
     the stages' tracking calls are served from this process for its duration (`effbert.tracking_service`): the
     socket's path is in ``$EFFBERT_TRACKING_SOCKET`` (``os.environ``, inherited by the engine and its stages). It ends
     FINISHED, FAILED when the block raises, or KILLED when it raises `StageInterrupted`."""
-    backend = MlflowBackend(configured_uri, experiment)
+    try:  # a busy or unreachable store: retried (`effbert.tracking_journal`), else nothing runs
+        backend = tracking_journal.retried(lambda: MlflowBackend(configured_uri, experiment), "opening the store")
+    except Exception as err:
+        if not tracking_journal.store_unavailable(err):
+            raise
+        uri = tracking_uri(configured_uri)
+        raise EffbertError(
+            f"tracking store {uri} unavailable ({tracking_journal.one_line(err)}); nothing was run"
+        ) from None
     mlflow = backend.mlflow
     tags = {"effbert.kind": "pipeline", "effbert.git_commit": git_commit(), "effbert.code_digest": code_digest()}
     saved = {var: os.environ.get(var) for var in (PARENT_ENV, tracking_service.SOCKET_ENV)}
