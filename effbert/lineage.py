@@ -80,7 +80,7 @@ def explain(target: str, depth: int = 20) -> str:
             reason = record.get("tracking_pending", {}).get("reason", "?")
             raise EffbertError(
                 f"{directory}: its run is not in the tracking store yet (the store was unavailable: {reason}); "
-                "its records are in its lineage.json"
+                "its records are in its lineage.json, and the next `effbert run` records them"
             )
         run_id = record["run_id"]
         out.append(f"{target}")

@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from effbert import __version__, interrupt, tracking_journal, tracking_service
 from effbert.errors import EffbertError, StageInterrupted
@@ -454,7 +454,7 @@ class StageRun:
     def keep_pending(self, outputs: Mapping[Path, Path]) -> None:
         """When the store was unavailable (`effbert.tracking_journal`), keep this run's records in the
         ``lineage.json`` of each output (temporary directory -> final path; artifact paths inside a temporary
-        directory are rewritten to the final one) as ``"tracking": "pending"``."""
+        directory are rewritten to the final one) as ``"tracking": "pending"``, for `reconcile_pending`."""
         records = getattr(self._backend, "records", None)
         if records is None:
             return
@@ -536,6 +536,87 @@ def stage_run(
             raise StageInterrupted(signum, f"{type(err).__name__} after the signal") from err
         raise
     backend.end_run(run_id=run_id, status="FINISHED", end_time=_now_ms())
+
+
+def _pending_journals(root: Path) -> tuple[dict[str, list[tuple[Path, dict[str, Any]]]], dict[str, str]]:
+    """The outputs under ``root/results`` whose run is pending, by placeholder run id, and the run ids of those
+    already reconciled (placeholder -> run id)."""
+    journals: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
+    ids: dict[str, str] = {}
+    results = root / "results"
+    for file in sorted(results.rglob(LINEAGE_FILE)) if results.is_dir() else []:
+        try:
+            lineage = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if lineage.get("tracking") == "reconciled" and lineage.get("pending_run_id"):
+            ids[lineage["pending_run_id"]] = lineage["run_id"]
+        elif lineage.get("tracking") == "pending" and lineage.get("tracking_pending"):
+            journals.setdefault(lineage["run_id"], []).append((file.parent, lineage))
+    return journals, ids
+
+
+def _mark_reconciled(directory: Path, lineage: dict[str, Any], ids: Mapping[str, str], uri: str) -> None:
+    """Rewrite ``lineage.json`` with the recorded run's id; its and the directory's times are kept (the output's
+    content is unchanged, and Snakemake decides by times)."""
+    file = directory / LINEAGE_FILE
+    times = {path: (path.stat().st_atime_ns, path.stat().st_mtime_ns) for path in (file, directory)}
+    record = {key: value for key, value in lineage.items() if key != "tracking_pending"}
+    placeholder = lineage["run_id"]  # or the real id, when the store went away after the run was created
+    record.update(
+        tracking="reconciled",
+        tracking_store=uri,
+        run_id=ids.get(placeholder, placeholder),
+        pending_run_id=placeholder,
+        upstream_run_ids=[ids.get(run_id, run_id) for run_id in lineage.get("upstream_run_ids", [])],
+    )
+    _write_lineage_file(directory, record)
+    for path, (atime, mtime) in times.items():
+        os.utime(path, ns=(atime, mtime))
+
+
+class Reconciled(NamedTuple):
+    """One output whose pending run `reconcile_pending` recorded (``recorded``), or could not (it stays pending)."""
+
+    directory: Path
+    recorded: bool
+    line: str
+
+
+def reconcile_pending(root: Path, configured_uri: str | None) -> list[Reconciled]:
+    """Record into the store the runs that stages kept in their outputs' ``lineage.json`` while the store was
+    unavailable (`effbert.tracking_journal`), upstream runs first, and mark those files reconciled.
+
+    Returns:
+        one entry per output, with a line saying what became of it: recorded (the run id) or not (why).
+    """
+    journals, ids = _pending_journals(root)
+    done: list[Reconciled] = []
+    backends: dict[str, MlflowBackend] = {}
+    order = sorted(journals.items(), key=lambda item: _journal_start(item[1][0][1]))
+    for placeholder, outputs in order:
+        pending = outputs[0][1]["tracking_pending"]
+        names = ", ".join(str(directory.relative_to(root)) for directory, _ in outputs)
+        try:
+            experiment = pending["store"]["experiment"]
+            if experiment not in backends:
+                backends[experiment] = MlflowBackend(configured_uri, experiment)
+            missing = tracking_journal.replay(pending["records"], backends[experiment], ids)
+        except Exception as err:
+            why = f"{names}: still pending, not recorded ({tracking_journal.one_line(err)})"
+            done += [Reconciled(directory, False, why) for directory, _ in outputs]
+            continue
+        note = f"; {len(missing)} artifacts no longer on disk" if missing else ""
+        for directory, lineage in outputs:
+            _mark_reconciled(directory, lineage, ids, backends[experiment].uri)
+            line = f"{directory.relative_to(root)}: {pending['run_name']} recorded as MLflow run "
+            done.append(Reconciled(directory, True, line + ids.get(placeholder, placeholder) + note))
+    return done
+
+
+def _journal_start(lineage: Mapping[str, Any]) -> int:
+    records = lineage["tracking_pending"]["records"]
+    return next((int(r["args"].get("start_time", 0)) for r in records if r["op"] == "start_run"), 0)
 
 
 @contextmanager

@@ -8,8 +8,10 @@ most :data:`RETRIES_ENV` times and within :data:`RETRY_SECONDS_ENV` seconds from
 fails, the backend turns *pending*: that call and every later one are kept in order as records (``{"op", "args",
 "result"}``; a created run gets a placeholder id, ``pending-<hex>``) instead of being sent, so the stage goes on and
 writes its outputs. `effbert.runtime.stage_context` stores the records in each output's ``lineage.json``
-(``"tracking": "pending"``): params, metrics (with their steps and times), tags, dataset inputs, nested runs, the
-run's end and its artifacts (paths).
+(``"tracking": "pending"``); the next ``effbert run`` replays them into its store (:func:`replay`, called by
+`effbert.tracking.reconcile_pending`), placeholders replaced by the new run ids, and marks the file reconciled.
+Nothing recorded is lost: params, metrics (with their steps and times), tags, dataset inputs, nested runs, the
+run's end and its artifacts (files still on disk).
 
 Environment (read when a backend is created):
 
@@ -125,7 +127,8 @@ class JournalingBackend:
                     raise
                 self.records, self.reason = [], one_line(err)
                 log.warning(
-                    "tracking store %s unavailable (%s): this stage's records are kept in its outputs' lineage.json",
+                    "tracking store %s unavailable (%s): this stage's records are kept in its outputs' lineage.json "
+                    "until the next `effbert run` records them",
                     self.store.get("uri", "?"),
                     self.reason,
                 )
@@ -138,3 +141,50 @@ class JournalingBackend:
         if self._backend is None:
             self._backend = self._connect()
         return self._backend
+
+
+def _mapped(value: Any, ids: Mapping[str, str]) -> Any:
+    """``value`` with every placeholder run id in it replaced by its recorded run's id."""
+    if isinstance(value, str) and PLACEHOLDER in value:
+        for placeholder, run_id in ids.items():
+            value = value.replace(placeholder, run_id)
+        return value
+    if isinstance(value, dict):
+        return {key: _mapped(item, ids) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_mapped(item, ids) for item in value]
+    return value
+
+
+def replay(records: list[dict[str, Any]], backend: Any, ids: dict[str, str]) -> list[str]:
+    """Send kept ``records`` to ``backend`` in order; the ids of the runs they create are added to ``ids``
+    (placeholder -> run id), which also maps the placeholders of earlier journals (an upstream stage's run).
+
+    Returns:
+        the artifact paths that were no longer on disk (not recorded).
+
+    Raises:
+        Exception: the backend's error; a run this replay created is then ended FAILED (best effort).
+    """
+    from pathlib import Path
+
+    missing: list[str] = []
+    created: list[str] = []
+    try:
+        for record in records:
+            args = _mapped(record["args"], ids)
+            if record["op"] == "log_artifact" and not Path(args["path"]).exists():
+                missing.append(args["path"])
+                continue
+            result = getattr(backend, record["op"])(**args)
+            if record.get("result"):
+                ids[record["result"]] = str(result)
+                created += [str(result)] if record["op"] == "start_run" else []
+    except Exception:
+        for run_id in created:
+            try:
+                backend.end_run(run_id=run_id, status="FAILED", end_time=int(time.time() * 1000))
+            except Exception as err:  # the store went away again: the run stays as it is
+                log.info("could not end the partly replayed run %s: %s", run_id, one_line(err))
+        raise
+    return missing

@@ -1,5 +1,5 @@
-"""An unavailable or locked tracking store: calls retried, else kept as records in the outputs' lineage.json; the
-stage still writes its outputs and succeeds."""
+"""An unavailable or locked tracking store: calls retried, else kept as records in the outputs' lineage.json and
+recorded by the next ``effbert run``; the stage still writes its outputs and succeeds, and no metric is lost."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 
 from effbert import tracking_journal
-from effbert.tracking_journal import JournalingBackend
-from tests.conftest import BIN, copy_project, run_cli
+from effbert.tracking_journal import PLACEHOLDER, JournalingBackend, replay
+from tests.conftest import BIN, copy_project, run_cli, stages_run
 
 FAST_RETRIES = {"EFFBERT_TRACKING_RETRIES": "1", "EFFBERT_TRACKING_RETRY_SECONDS": "1"}
+UNREACHABLE = "http://127.0.0.1:9"  # the discard port: connection refused at once
 PREPARE = ["effbert", "prepare-data", "--task", "sst2", "--out"]
 OPS = ("describe", "start_run", "log_params", "log_metrics", "log_artifact", "set_tags", "end_run")
 
@@ -61,6 +62,38 @@ def test_a_busy_store_is_retried_with_doubling_waits_and_wrong_calls_are_not(
         wrong.log_params(run_id="r", params={"a": "1"})
 
 
+def test_an_unreachable_store_turns_the_backend_pending_once_and_replay_records_everything(
+    no_wait: list[float], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("EFFBERT_TRACKING_RETRIES", "2")
+    down = FlakyStore(10**6, ConnectionError("Connection refused"))
+    backend = JournalingBackend(lambda: down, {"uri": "http://x", "experiment": "e"}, OPS)
+    run_id = backend.start_run(run_name="s", parent_run_id=None, tags={"a": "b"}, start_time=5)
+    assert run_id.startswith(PLACEHOLDER) and backend.pending and len(no_wait) == 2
+    backend.log_metrics(run_id=run_id, metrics={"loss": 0.5}, step=3, timestamp=7)
+    backend.set_tags(run_id=run_id, tags={"effbert.upstream_run_ids": f"{run_id},other"})
+    backend.log_artifact(run_id=run_id, path=str(tmp_path / "gone.log"), artifact_path="logs")
+    backend.end_run(run_id=run_id, status="FINISHED", end_time=9)
+    assert len(no_wait) == 2, "a pending backend never waits again"
+    assert [r["op"] for r in backend.records or []] == [
+        "start_run",
+        "log_metrics",
+        "set_tags",
+        "log_artifact",
+        "end_run",
+    ]
+
+    up, ids = FlakyStore(0, RuntimeError()), {}
+    missing = replay(json.loads(json.dumps(backend.records)), up, ids)  # as read back from lineage.json
+    assert ids == {run_id: "run-1"} and missing == [str(tmp_path / "gone.log")]
+    assert up.calls == [
+        ("start_run", {"run_name": "s", "parent_run_id": None, "tags": {"a": "b"}, "start_time": 5}),
+        ("log_metrics", {"run_id": "run-1", "metrics": {"loss": 0.5}, "step": 3, "timestamp": 7}),
+        ("set_tags", {"run_id": "run-1", "tags": {"effbert.upstream_run_ids": "run-1,other"}}),
+        ("end_run", {"run_id": "run-1", "status": "FINISHED", "end_time": 9}),
+    ]
+
+
 def _runs(project: Path, name: str) -> list[Any]:
     from mlflow.tracking import MlflowClient
 
@@ -81,6 +114,44 @@ def _recorded(lineage: dict[str, Any], op: str) -> dict[str, Any]:
 
 def _warnings(text: str) -> list[str]:
     return [line for line in text.splitlines() if "WARNING" in line or "warning:" in line]
+
+
+def test_an_unreachable_server_keeps_the_records_in_lineage_and_the_next_run_records_them(tmp_path: Path) -> None:
+    project = copy_project(tmp_path / "project")
+    dry = run_cli(["effbert", "run", "--params", "params/smoke.yaml", "--dry-run"], project)  # writes params.yaml
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    started = time.monotonic()
+    offline = run_cli(["dvc", "repro", "prepare_data@sst2"], project, MLFLOW_TRACKING_URI=UNREACHABLE, **FAST_RETRIES)
+    assert offline.returncode == 0, offline.stderr[-3000:]
+    assert time.monotonic() - started < 120
+    out = project / "results/prepare_data/sst2"
+    assert (out / "train").is_dir()  # the outputs are written
+    log = (project / "logs/prepare_data/sst2.log").read_text()
+    assert len(_warnings(log)) == 1 and f"tracking store {UNREACHABLE} unavailable" in _warnings(log)[0], log
+    lineage = json.loads((out / "lineage.json").read_text())
+    assert lineage["tracking"] == "pending" and lineage["run_id"].startswith(PLACEHOLDER)
+    pending = lineage["tracking_pending"]
+    assert pending["run_name"] == "prepare_data@sst2" and pending["stage"] == "prepare_data"
+    assert pending["store"] == {"uri": UNREACHABLE, "experiment": "effbert"}
+    metrics, params = _recorded(lineage, "log_metrics"), _recorded(lineage, "log_params")
+    assert set(metrics) == {"rows/train", "rows/heldout", "rows/dev", "rows/test"} and "data.max_seq_length" in params
+    assert pending["records"][-1]["op"] == "end_run" and pending["records"][-1]["args"]["status"] == "FINISHED"
+
+    online = run_cli(["effbert", "run", "--params", "params/smoke.yaml", "--target", "prepare_data@sst2"], project)
+    assert online.returncode == 0, online.stderr[-3000:]
+    lines = [line for line in online.stdout.splitlines() if line.startswith("effbert: tracking:")]
+    assert len(lines) == 2, online.stdout  # one per output: results/code and results/prepare_data/sst2
+    assert stages_run(online.stdout) == {}, "reconciling does not make DVC run the stages again"
+    reconciled = json.loads((out / "lineage.json").read_text())
+    assert reconciled["tracking"] == "reconciled" and reconciled["pending_run_id"] == lineage["run_id"]
+    assert f"results/prepare_data/sst2: prepare_data@sst2 recorded as MLflow run {reconciled['run_id']}" in lines[1]
+    [run] = _runs(project, "prepare_data@sst2")
+    assert run.info.run_id == reconciled["run_id"] and run.info.status == "FINISHED"
+    assert run.data.metrics == metrics  # every metric
+    assert run.data.params == params
+    assert run.data.tags["effbert.stage"] == "prepare_data" and run.data.tags["effbert.output.0"] == str(
+        out.relative_to(project)
+    )
 
 
 HOLDER = """
@@ -150,8 +221,10 @@ def test_a_locked_sqlite_store_is_retried_until_the_lock_is_released(
 
 
 def test_a_store_locked_past_the_retry_budget_keeps_the_records_until_it_is_free(
-    locked_store: tuple[Path, subprocess.Popen[str]],
+    locked_store: tuple[Path, subprocess.Popen[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from effbert import tracking
+
     project, holder = locked_store
     started = time.monotonic()
     stage = run_cli([*PREPARE, "results/prepare_data/sst2"], project, timeout=300, **FAST_RETRIES)
@@ -162,5 +235,13 @@ def test_a_store_locked_past_the_retry_budget_keeps_the_records_until_it_is_free
     out = project / "results/prepare_data/sst2"
     lineage = json.loads((out / "lineage.json").read_text())
     assert lineage["tracking"] == "pending" and (out / "train").is_dir()
-    assert set(_recorded(lineage, "log_metrics")) == {"rows/train", "rows/heldout", "rows/dev", "rows/test"}
     _release(holder)
+
+    monkeypatch.setenv("EFFBERT_ROOT", str(project))
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+        monkeypatch.delenv(var, raising=False)  # MLflow and effbert set them in this process: restored afterwards
+    [done] = tracking.reconcile_pending(project, None)
+    assert done.recorded and done.directory == out
+    [run] = _runs(project, "prepare_data@sst2")
+    assert json.loads((out / "lineage.json").read_text())["run_id"] == run.info.run_id
+    assert run.data.metrics == _recorded(lineage, "log_metrics") and run.info.status == "FINISHED"
