@@ -3,7 +3,8 @@
 Each command lives in the module named by :data:`COMMANDS` and is imported only when it runs (or when ``--help``
 lists it), so a stage's process imports exactly its own recipe and what that recipe uses: its code dependency
 (``results/code/<command>.json``, written by the ``code_digest`` stage) hashes that import closure
-(`effbert.code_deps`). User errors become one line on stderr and exit code 2.
+(`effbert.code_deps`). User errors become one line on stderr and exit code 2; a stage or a run stopped by SIGTERM
+or SIGINT (`effbert.interrupt`) one line and the shell's code for the signal (143, 130).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import click
 
 import effbert
-from effbert.errors import EffbertError
+from effbert.errors import EffbertError, StageInterrupted
 
 COMMANDS: dict[str, str] = {
     # DAG stages (dvc.yaml runs them; their recipes read params, call the library, write their outputs)
@@ -92,6 +93,9 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except EffbertError as err:
             click.echo(f"effbert: error: {err}", err=True)
+            sys.exit(err.exit_code)
+        except StageInterrupted as err:  # SIGTERM or SIGINT: the shell's exit code for the signal (143, 130)
+            click.echo(f"effbert: {err}", err=True)
             sys.exit(err.exit_code)
 
 

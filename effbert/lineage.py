@@ -76,6 +76,12 @@ def explain(target: str, depth: int = 20) -> str:
     path = Path(target)
     if path.exists():
         directory, record = _find_lineage(path)
+        if record.get("tracking") == "pending":  # `effbert.tracking_journal`
+            reason = record.get("tracking_pending", {}).get("reason", "?")
+            raise EffbertError(
+                f"{directory}: its run is not in the tracking store yet (the store was unavailable: {reason}); "
+                "its records are in its lineage.json, and the next `effbert run` records them"
+            )
         run_id = record["run_id"]
         out.append(f"{target}")
         out += _metric_lines(path)

@@ -3,6 +3,13 @@
 DVC (``dvc repro``) is the default engine: content-addressed caching, run-cache and ``dvc.lock``. Snakemake runs the
 same DAG (its rules are generated from ``dvc.yaml``) in parallel or on a cluster; afterwards ``dvc commit -f``
 records the results in ``dvc.lock`` so that both engines agree on what is up to date.
+
+A SIGTERM or SIGINT (SLURM's preemption, Ctrl-C) is forwarded to the engine's process group: the running stage
+stops at a safe point (`effbert.interrupt`), ``effbert run`` waits until the engine and its stages have exited,
+marks its MLflow run KILLED and exits 143 or 130; the next ``effbert run`` continues from what was finished.
+
+Before the engine starts, the runs that stages kept in their outputs' ``lineage.json`` while the tracking store was
+unavailable are recorded into it (:func:`reconcile`).
 """
 
 from __future__ import annotations
@@ -14,8 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from effbert import interrupt, tracking, tracking_service, workspace
 from effbert import params as params_mod
-from effbert import tracking, tracking_service, workspace
 from effbert.errors import EffbertError
 
 log = logging.getLogger(__name__)
@@ -168,7 +175,7 @@ def run(
         raise EffbertError(f"{root}: no dvc.yaml here; run effbert from the project root")
     if not (root / ".dvc").is_dir():
         raise EffbertError(f"{root}: not a DVC repository (run `dvc init`, or `dvc init --no-scm` outside git)")
-    with workspace.run_lock(root) as taken_over:
+    with workspace.run_lock(root) as taken_over, interrupt.handled():  # until the engine runs: stop at once
         if taken_over:
             print(f"effbert: {taken_over}", file=sys.stderr)
         return _run_locked(
@@ -214,8 +221,9 @@ def _run_locked(
     ) as parent:
         env[tracking.PARENT_ENV] = parent
         env[tracking_service.SOCKET_ENV] = os.environ[tracking_service.SOCKET_ENV]  # the stages' tracking calls
+        reconcile(root, env, p.tracking.tracking_uri)
         print(f"effbert: {' '.join(Path(c).name if i == 0 else c for i, c in enumerate(cmd))} (MLflow run {parent})")
-        code = subprocess.run(cmd, cwd=root, env=env, check=False).returncode
+        code = interrupt.run_forwarding(cmd, cwd=root, env=env)  # SIGTERM, SIGINT: its stages stop, then we do
         if code == 0 and engine == "snakemake":
             # record what Snakemake produced in dvc.lock: the main pipeline, or the targets and their ancestors
             # (optional stages that were not asked for have no outputs to commit)
@@ -230,6 +238,26 @@ def _run_locked(
     workspace.keep_good_lockfile(root)
     _print_summary(root, parent, p.tracking.tracking_uri, started)
     return code
+
+
+def reconcile(root: Path, env: dict[str, str], configured_uri: str | None) -> None:
+    """Record the runs that stages kept in their outputs' ``lineage.json`` while the tracking store was unavailable
+    (`effbert.tracking.reconcile_pending`), one line per output; the stages of those outputs are recorded in
+    ``dvc.lock`` again (only their ``lineage.json`` changed), so that DVC does not run them again."""
+    done = tracking.reconcile_pending(root, configured_uri)
+    for item in done:
+        print(f"effbert: tracking: {item.line}" if item.recorded else f"effbert: warning: tracking: {item.line}")
+    recorded = [item.directory.resolve() for item in done if item.recorded]
+    if not recorded:
+        return
+    from effbert import dag
+
+    def holds(out: str) -> bool:
+        path = (root / out).resolve()
+        return any(directory == path or path in directory.parents for directory in recorded)
+
+    stages = [stage.address for stage in dag.load_stages(root) if any(holds(out) for out in stage.outs)]
+    workspace.recommit_outputs(root, env, stages, _tool("dvc"))
 
 
 def _print_summary(root: Path, parent: str, configured_uri: str | None, started: float) -> None:

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -27,8 +28,8 @@ from typing import Any
 
 import click
 
-from effbert import launch, tracking
-from effbert.errors import EffbertError
+from effbert import interrupt, launch, tracking
+from effbert.errors import EffbertError, StageInterrupted
 from effbert.params import Params, section_digest
 
 log = logging.getLogger("effbert")
@@ -112,7 +113,11 @@ def stage_context(
 
     Yields the run and one temporary directory per output; on success each is renamed into place with its
     ``lineage.json`` (the run, the upstream runs, the digest and the effbert modules the stage loaded). On any
-    error nothing is left behind.
+    error nothing is left behind. While the tracking store is unavailable, the run's records are kept in the
+    outputs' ``lineage.json`` (`effbert.tracking_journal`) and the stage succeeds. SIGTERM and SIGINT stop the
+    stage (`effbert.interrupt`): at once, or at the next safe point of a training or a search (a checkpoint saved,
+    a candidate recorded); its run is marked KILLED and nothing is left behind either. A signal received once the
+    block has returned waits for the outputs.
 
     Args:
         name: the stage family (``finetune_teacher``).
@@ -126,32 +131,53 @@ def stage_context(
     root = tracking.project_root()
     log_file = root / "logs" / (instance.replace("@", "/").replace("-", "/", 1) + ".log")
     if not launch.is_main_process():  # a distributed stage's other processes: train, write and record nothing
-        with tempfile.TemporaryDirectory(prefix=f"effbert-rank{launch.rank()}-") as scratch:
+        with interrupt.handled(), tempfile.TemporaryDirectory(prefix=f"effbert-rank{launch.rank()}-") as scratch:
             tmp_dirs = [Path(scratch) / f"output-{i}" for i in range(len(outputs))]
             for tmp in tmp_dirs:
                 tmp.mkdir()
             with stage_logging(log_file.with_suffix(f".rank{launch.rank()}.log")):
                 yield tracking.StageRun(tracking.NullBackend(), "", name), tmp_dirs
         return
-    with ExitStack() as stack:
+    with interrupt.handled(), ExitStack() as stack:
         tmp_dirs = [stack.enter_context(atomic_dir(out)) for out in outputs]
-        run = stack.enter_context(
-            tracking.stage_run(
-                name,
-                params.select(keys),
-                run_name=instance,
-                experiment=params.tracking.experiment,
-                configured_uri=params.tracking.tracking_uri,
-                tags=tags,
+        stack.enter_context(stage_logging(log_file))  # from here: the tracking store's troubles are in the log too
+        with tracking.stage_run(
+            name,
+            params.select(keys),
+            run_name=instance,
+            experiment=params.tracking.experiment,
+            configured_uri=params.tracking.tracking_uri,
+            tags=tags,
+        ) as run:
+            with _logged_interruption():
+                yield run, tmp_dirs
+            interrupt.hold()  # the outputs are complete: a signal from here on waits until they are in place
+            modules = loaded_modules()
+            for i, (tmp, out) in enumerate(zip(tmp_dirs, outputs, strict=True)):
+                run.write_lineage(tmp, {"path": str(out), "modules": modules})
+                run.set_tags({f"effbert.output.{i}": str(out)})  # pointer to the artifact (DVC caches it)
+            run.log_artifact(log_file, "logs")
+        run.keep_pending(dict(zip(tmp_dirs, outputs, strict=True)))  # what an unavailable store did not take
+        held = interrupt.requested()
+        if held is not None:
+            log.warning(
+                "%s received while committing the finished outputs: the stage completes", signal.Signals(held).name
             )
-        )
-        with stage_logging(log_file):
-            yield run, tmp_dirs
-        modules = loaded_modules()
-        for i, (tmp, out) in enumerate(zip(tmp_dirs, outputs, strict=True)):
-            run.write_lineage(tmp, {"path": str(out), "modules": modules})
-            run.set_tags({f"effbert.output.{i}": str(out)})  # pointer to the artifact (DVC caches it)
-        run.log_artifact(log_file, "logs")
+
+
+@contextmanager
+def _logged_interruption() -> Iterator[None]:
+    """Say in the stage's log that a signal stopped it, and that nothing of its outputs is kept."""
+    try:
+        yield
+    except BaseException as err:
+        signum = err.signum if isinstance(err, StageInterrupted) else interrupt.requested()
+        if signum is not None:
+            log.warning(
+                "%s: stopping; the outputs are not written and the MLflow run is marked KILLED (the next run resumes)",
+                signal.Signals(signum).name,
+            )
+        raise
 
 
 def resolve_bf16(params: Params, run: tracking.StageRun) -> bool:

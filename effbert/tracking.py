@@ -22,9 +22,10 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from effbert import __version__, tracking_service
+from effbert import __version__, interrupt, tracking_journal, tracking_service
+from effbert.errors import EffbertError, StageInterrupted
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,10 @@ def tracking_uri(configured: str | None = None, root: Path | None = None) -> str
 
 
 def _mlflow(configured_uri: str | None, experiment: str) -> Any:
+    # effbert retries an unreachable store itself, within seconds (`effbert.tracking_journal`); MLflow's own HTTP
+    # retries would wait minutes per call (set these variables to have them)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     import mlflow
 
     root = project_root()
@@ -238,9 +243,11 @@ class MlflowBackend:
         self.client.set_terminated(run_id, status=status, end_time=end_time)
 
 
-def stage_backend(configured_uri: str | None, experiment: str) -> Any:
+def stage_backend(configured_uri: str | None, experiment: str) -> tracking_journal.JournalingBackend:
     """The backend of a stage: the serving ``effbert run``'s (`effbert.tracking_service`) when it records where this
-    stage would, else an `MlflowBackend` in this process."""
+    stage would, else an `MlflowBackend` in this process (created on the first call); either way its calls are
+    retried, or kept as records, while the store is unavailable (`effbert.tracking_journal`)."""
+    store = {"uri": tracking_uri(configured_uri), "experiment": experiment}
     path = os.environ.get(tracking_service.SOCKET_ENV)
     if path:
         try:
@@ -248,11 +255,13 @@ def stage_backend(configured_uri: str | None, experiment: str) -> Any:
         except OSError as err:
             log.warning("tracking service %s unreachable (%s): recording in this process", path, err)
         else:
-            if remote.describe() == {"uri": tracking_uri(configured_uri), "experiment": experiment}:
-                return remote
+            if remote.describe() == store:
+                return tracking_journal.JournalingBackend(lambda: remote, store, MlflowBackend.OPS)
             remote.close()
             log.warning("tracking service %s records elsewhere: recording in this process", path)
-    return MlflowBackend(configured_uri, experiment)
+    return tracking_journal.JournalingBackend(
+        lambda: MlflowBackend(configured_uri, experiment), store, MlflowBackend.OPS
+    )
 
 
 class NullBackend:
@@ -390,6 +399,11 @@ class StageRun:
             ``name``, ``version``, ``alias``, ``model_uri`` (``models:/<name>@<alias>``), ``run_id``, ``model_id``
             (MLflow's logged model) and ``source`` (the logged model's URI).
         """
+        if getattr(self._backend, "pending", False):
+            raise EffbertError(
+                f"the model {name} cannot be registered while the tracking store is unavailable "
+                f"({self._backend.reason}); run the stage again once it is reachable"
+            )
         store = self._backend.describe()  # where the run is: MLflow in this process opens the same store
         mlflow = _mlflow(store["uri"], store["experiment"])
         # resuming the run makes it the active one the model is logged in; leaving the block marks it finished,
@@ -435,9 +449,41 @@ class StageRun:
             **({"compute": self.compute} if self.compute else {}),
             **(extra or {}),
         }
-        tmp = directory / f".{LINEAGE_FILE}.tmp"
-        tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        tmp.replace(directory / LINEAGE_FILE)
+        _write_lineage_file(directory, record)
+
+    def keep_pending(self, outputs: Mapping[Path, Path]) -> None:
+        """When the store was unavailable (`effbert.tracking_journal`), keep this run's records in the
+        ``lineage.json`` of each output (temporary directory -> final path; artifact paths inside a temporary
+        directory are rewritten to the final one) as ``"tracking": "pending"``, for `reconcile_pending`."""
+        records = getattr(self._backend, "records", None)
+        if records is None:
+            return
+        moves = {str(Path(tmp).resolve()): str(Path(out).resolve()) for tmp, out in outputs.items()}
+        for record in records:
+            path = record["args"].get("path") if record["op"] == "log_artifact" else None
+            for tmp, out in moves.items():
+                if path and (path == tmp or path.startswith(tmp + os.sep)):
+                    record["args"]["path"] = out + path[len(tmp) :]
+        pending = {
+            "run_name": next((r["args"]["run_name"] for r in records if r["op"] == "start_run"), ""),
+            "stage": self.stage,
+            "store": self._backend.describe(),
+            "reason": self._backend.reason,
+            "records": records,
+        }
+        for directory in outputs:
+            lineage = read_lineage(directory) or {}
+            _write_lineage_file(directory, {**lineage, "tracking": "pending", "tracking_pending": pending})
+        log.info(
+            "the tracking records of this run are kept in %s",
+            ", ".join(f"{o}/{LINEAGE_FILE}" for o in outputs.values()),
+        )
+
+
+def _write_lineage_file(directory: Path, record: Mapping[str, Any]) -> None:
+    tmp = directory / f".{LINEAGE_FILE}.tmp"
+    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(directory / LINEAGE_FILE)
 
 
 def running_runs(configured_uri: str | None, experiment: str) -> list[str]:
@@ -499,7 +545,7 @@ def stage_run(
     """Open the MLflow child run of a stage under ``$EFFBERT_PARENT_RUN_ID`` (when set).
 
     The run is recorded through the serving ``effbert run`` when there is one (see `stage_backend`), else in this
-    process; it ends FINISHED, or FAILED when the block raises.
+    process; it ends FINISHED, FAILED when the block raises, or KILLED when a signal stopped it (`effbert.interrupt`).
 
     Args:
         stage: stage name, e.g. ``finetune_teacher``.
@@ -529,18 +575,112 @@ def stage_run(
             run_id=run_id, params={k: v if isinstance(v, str) else json.dumps(v) for k, v in flat.items()}
         )
         yield StageRun(backend, run_id, stage, code)
-    except BaseException:
-        backend.end_run(run_id=run_id, status="FAILED", end_time=_now_ms())
+    except BaseException as err:
+        # a signal (`effbert.interrupt`) ends the run KILLED, also when what it stopped failed in its own way first
+        signum = err.signum if isinstance(err, StageInterrupted) else interrupt.requested()
+        backend.end_run(run_id=run_id, status="FAILED" if signum is None else "KILLED", end_time=_now_ms())
+        if signum is not None and not isinstance(err, StageInterrupted):
+            raise StageInterrupted(signum, f"{type(err).__name__} after the signal") from err
         raise
     backend.end_run(run_id=run_id, status="FINISHED", end_time=_now_ms())
+
+
+def _pending_journals(root: Path) -> tuple[dict[str, list[tuple[Path, dict[str, Any]]]], dict[str, str]]:
+    """The outputs under ``root/results`` whose run is pending, by placeholder run id, and the run ids of those
+    already reconciled (placeholder -> run id)."""
+    journals: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
+    ids: dict[str, str] = {}
+    results = root / "results"
+    for file in sorted(results.rglob(LINEAGE_FILE)) if results.is_dir() else []:
+        try:
+            lineage = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if lineage.get("tracking") == "reconciled" and lineage.get("pending_run_id"):
+            ids[lineage["pending_run_id"]] = lineage["run_id"]
+        elif lineage.get("tracking") == "pending" and lineage.get("tracking_pending"):
+            journals.setdefault(lineage["run_id"], []).append((file.parent, lineage))
+    return journals, ids
+
+
+def _mark_reconciled(directory: Path, lineage: dict[str, Any], ids: Mapping[str, str], uri: str) -> None:
+    """Rewrite ``lineage.json`` with the recorded run's id; its and the directory's times are kept (the output's
+    content is unchanged, and Snakemake decides by times)."""
+    file = directory / LINEAGE_FILE
+    times = {path: (path.stat().st_atime_ns, path.stat().st_mtime_ns) for path in (file, directory)}
+    record = {key: value for key, value in lineage.items() if key != "tracking_pending"}
+    placeholder = lineage["run_id"]  # or the real id, when the store went away after the run was created
+    record.update(
+        tracking="reconciled",
+        tracking_store=uri,
+        run_id=ids.get(placeholder, placeholder),
+        pending_run_id=placeholder,
+        upstream_run_ids=[ids.get(run_id, run_id) for run_id in lineage.get("upstream_run_ids", [])],
+    )
+    _write_lineage_file(directory, record)
+    for path, (atime, mtime) in times.items():
+        os.utime(path, ns=(atime, mtime))
+
+
+class Reconciled(NamedTuple):
+    """One output whose pending run `reconcile_pending` recorded (``recorded``), or could not (it stays pending)."""
+
+    directory: Path
+    recorded: bool
+    line: str
+
+
+def reconcile_pending(root: Path, configured_uri: str | None) -> list[Reconciled]:
+    """Record into the store the runs that stages kept in their outputs' ``lineage.json`` while the store was
+    unavailable (`effbert.tracking_journal`), upstream runs first, and mark those files reconciled.
+
+    Returns:
+        one entry per output, with a line saying what became of it: recorded (the run id) or not (why).
+    """
+    journals, ids = _pending_journals(root)
+    done: list[Reconciled] = []
+    backends: dict[str, MlflowBackend] = {}
+    order = sorted(journals.items(), key=lambda item: _journal_start(item[1][0][1]))
+    for placeholder, outputs in order:
+        pending = outputs[0][1]["tracking_pending"]
+        names = ", ".join(str(directory.relative_to(root)) for directory, _ in outputs)
+        try:
+            experiment = pending["store"]["experiment"]
+            if experiment not in backends:
+                backends[experiment] = MlflowBackend(configured_uri, experiment)
+            missing = tracking_journal.replay(pending["records"], backends[experiment], ids)
+        except Exception as err:
+            why = f"{names}: still pending, not recorded ({tracking_journal.one_line(err)})"
+            done += [Reconciled(directory, False, why) for directory, _ in outputs]
+            continue
+        note = f"; {len(missing)} artifacts no longer on disk" if missing else ""
+        for directory, lineage in outputs:
+            _mark_reconciled(directory, lineage, ids, backends[experiment].uri)
+            line = f"{directory.relative_to(root)}: {pending['run_name']} recorded as MLflow run "
+            done.append(Reconciled(directory, True, line + ids.get(placeholder, placeholder) + note))
+    return done
+
+
+def _journal_start(lineage: Mapping[str, Any]) -> int:
+    records = lineage["tracking_pending"]["records"]
+    return next((int(r["args"].get("start_time", 0)) for r in records if r["op"] == "start_run"), 0)
 
 
 @contextmanager
 def pipeline_run(name: str, params_file: Path, *, experiment: str, configured_uri: str | None) -> Iterator[str]:
     """The parent run of one pipeline invocation; its id is exported to the stages through the environment, and
     the stages' tracking calls are served from this process for its duration (`effbert.tracking_service`): the
-    socket's path is in ``$EFFBERT_TRACKING_SOCKET`` (``os.environ``, inherited by the engine and its stages)."""
-    backend = MlflowBackend(configured_uri, experiment)
+    socket's path is in ``$EFFBERT_TRACKING_SOCKET`` (``os.environ``, inherited by the engine and its stages). It ends
+    FINISHED, FAILED when the block raises, or KILLED when it raises `StageInterrupted`."""
+    try:  # a busy or unreachable store: retried (`effbert.tracking_journal`), else nothing runs
+        backend = tracking_journal.retried(lambda: MlflowBackend(configured_uri, experiment), "opening the store")
+    except Exception as err:
+        if not tracking_journal.store_unavailable(err):
+            raise
+        uri = tracking_uri(configured_uri)
+        raise EffbertError(
+            f"tracking store {uri} unavailable ({tracking_journal.one_line(err)}); nothing was run"
+        ) from None
     mlflow = backend.mlflow
     tags = {"effbert.kind": "pipeline", "effbert.git_commit": git_commit(), "effbert.code_digest": code_digest()}
     tags.update(workspace_tags())
@@ -556,6 +696,9 @@ def pipeline_run(name: str, params_file: Path, *, experiment: str, configured_ur
             lock = params_file.parent / "dvc.lock"
             if lock.is_file():
                 mlflow.log_artifact(str(lock))
+        except StageInterrupted:  # SIGTERM or SIGINT stopped the pipeline (`effbert.interrupt.run_forwarding`)
+            mlflow.end_run("KILLED")
+            raise
         finally:
             for orphan in end_orphaned_runs(backend):  # the engine is done: a stage run still RUNNING was killed
                 log.warning("MLflow run %s: its stage process was killed: marked KILLED", orphan)

@@ -9,6 +9,9 @@ middle, and every later ``dvc`` call then fails with ``'./dvc.lock' validation f
 checks the file as DVC reads it (its YAML parser and its lock file schema) and, when it is unusable, restores the
 last good copy kept in ``.effbert/`` (refreshed by :func:`keep_good_lockfile` whenever the file is valid), or, with
 no good copy, moves it aside so that DVC rebuilds it from its run cache and the outputs present.
+
+:func:`recommit_outputs` records in ``dvc.lock`` outputs whose ``lineage.json`` alone was rewritten (a run recorded
+into the tracking store after the fact), so that DVC does not run their stages again.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -93,6 +97,35 @@ def repair_lockfile(root: Path) -> str | None:
         f"{lock} was {problem} and no good copy was kept: moved it to {aside.name}; DVC rebuilds it from its run "
         "cache and the outputs present"
     )
+
+
+def recommit_outputs(root: Path, env: dict[str, str], stages: list[str], dvc: str = "dvc") -> list[str]:
+    """Record in ``dvc.lock`` the outputs of those ``stages`` (DVC addresses) whose outputs alone changed since DVC
+    ran them (their ``lineage.json``, marked reconciled by `effbert.tracking.reconcile_pending`), so that DVC does
+    not run them again; a stage whose dependencies or params changed, or that DVC never ran, is left alone.
+
+    Returns:
+        the stages committed.
+    """
+    if not stages or not (root / LOCKFILE).is_file():
+        return []
+    status = subprocess.run(
+        [dvc, "status", "--json", *stages], cwd=root, env=env, capture_output=True, text=True, check=False
+    )
+    try:
+        changes = json.loads(status.stdout or "{}") if status.returncode == 0 else {}
+    except ValueError:
+        changes = {}
+    committed = [
+        stage
+        for stage in stages
+        if changes.get(stage)
+        and all(isinstance(c, dict) and set(c) == {"changed outs"} for c in changes[stage])
+        and all(state == "modified" for c in changes[stage] for state in c["changed outs"].values())
+    ]
+    if committed and subprocess.run([dvc, "commit", "-f", "-q", *committed], cwd=root, env=env).returncode != 0:
+        return []
+    return committed
 
 
 def _holder(fd: int) -> str:

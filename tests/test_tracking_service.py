@@ -85,7 +85,7 @@ def test_served_stage_records_what_an_in_process_stage_records(
     with tracking_service.serve(tracking.MlflowBackend(None, EXPERIMENT)) as path:
         monkeypatch.setenv(tracking_service.SOCKET_ENV, path)
         served = record_stage(tmp_path)
-        assert isinstance(tracking.stage_backend(None, EXPERIMENT), tracking_service.RemoteBackend)
+        assert isinstance(tracking.stage_backend(None, EXPERIMENT).live(), tracking_service.RemoteBackend)
     assert served != local
     assert describe(store, served) == describe(store, local)
     assert describe(store, local)["status"] == "FINISHED"
@@ -125,11 +125,11 @@ def test_unreachable_or_foreign_service_falls_back_to_this_process(
     tmp_path: Path, store: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv(tracking_service.SOCKET_ENV, str(tmp_path / "no-such-socket"))
-    assert isinstance(tracking.stage_backend(None, EXPERIMENT), tracking.MlflowBackend)
+    assert isinstance(tracking.stage_backend(None, EXPERIMENT).live(), tracking.MlflowBackend)
     assert "unreachable" in caplog.text
     with tracking_service.serve(tracking.MlflowBackend(None, EXPERIMENT)) as path:
         monkeypatch.setenv(tracking_service.SOCKET_ENV, path)
-        assert isinstance(tracking.stage_backend(None, "another-experiment"), tracking.MlflowBackend)
+        assert isinstance(tracking.stage_backend(None, "another-experiment").live(), tracking.MlflowBackend)
     assert "records elsewhere" in caplog.text
 
 

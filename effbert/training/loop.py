@@ -1,4 +1,5 @@
-"""One resumable training call for every stage that trains, and the callback that forwards its logs."""
+"""One resumable training call for every stage that trains (stopped with a checkpoint by SIGTERM or SIGINT), and
+the callback that forwards its logs."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from effbert import interrupt
 
 log = logging.getLogger(__name__)
 
@@ -57,19 +60,33 @@ class TrainingOutcome:
 def train(trainer: Any, *, resume: bool = True) -> TrainingOutcome:
     """Run ``trainer``, continuing from the last checkpoint in its ``output_dir`` when a killed run left one.
 
+    A SIGTERM or SIGINT during training (`effbert.interrupt`) stops it after the current optimizer step, with a
+    checkpoint of that step (when ``resume``: the next run continues from it), and raises `StageInterrupted`.
+
     Args:
         trainer: a Hugging Face Trainer (`effbert.training.build_trainer`).
         resume: look for a checkpoint to continue from (False: train from the start; the search's candidates are
-            the unit of resume and keep no checkpoints).
+            the unit of resume and keep no checkpoints, and an interrupted one saves none).
+
+    Raises:
+        StageInterrupted: a signal stopped the training.
     """
     from transformers.trainer_utils import get_last_checkpoint
 
+    interrupt.check("before training")
     output_dir = Path(trainer.args.output_dir)
     checkpoint = get_last_checkpoint(str(output_dir)) if resume and output_dir.is_dir() else None
     if checkpoint:
         log.info("resuming from %s", checkpoint)
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.add_callback(stop_on_signal(save=resume))
+    with interrupt.deferred():
+        trainer.train(resume_from_checkpoint=checkpoint)
+    if interrupt.requested() is not None:
+        step = trainer.state.global_step
+        saved = f"checkpoint {output_dir / f'checkpoint-{step}'} saved" if resume else "no checkpoint (not resumable)"
+        log.warning("training stopped at step %d by a signal: %s", step, saved)
+        interrupt.check(f"training stopped at step {step}, {saved}")
     state = trainer.state
     selected = trainer.args.load_best_model_at_end
     return TrainingOutcome(
@@ -93,3 +110,30 @@ def metrics_callback(log_metrics: Callable[[Mapping[str, float], int], None]) ->
                 log_metrics({k.replace("eval_", "heldout/"): v for k, v in logs.items()}, state.global_step)
 
     return ForwardLogs()
+
+
+def stop_on_signal(*, save: bool) -> Any:
+    """A ``TrainerCallback`` that ends training after the optimizer step during which a signal arrived
+    (`effbert.interrupt.requested`), saving a checkpoint of that step when ``save``. In a distributed training the
+    processes agree on the step (the flag is reduced over them), so that they all save and stop together."""
+    from transformers import TrainerCallback
+
+    class StopOnSignal(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if _any_process(interrupt.requested() is not None, args.device):
+                control.should_training_stop = True
+                control.should_save = control.should_save or save
+
+    return StopOnSignal()
+
+
+def _any_process(flag: bool, device: Any) -> bool:
+    """``flag`` on any process of the distributed training (this one's own flag without one)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    value = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())

@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from effbert import interrupt
+from effbert.errors import StageInterrupted
 from effbert.methods.efficientbert.search.loop import LoopSettings, in_process, load_records, search_loop
 from effbert.methods.efficientbert.search.samplers import Proposal, make_sampler
 from effbert.methods.efficientbert.search.space import (
@@ -54,12 +56,14 @@ def small_space() -> SearchSpace:
     return stage1_space(HIDDEN, LAYERS, fixed, window)
 
 
-def fake_evaluate(calls: list[int], crash_at: int | None = None) -> Any:
+def fake_evaluate(calls: list[int], crash_at: int | None = None, signal_at: int | None = None) -> Any:
     from effbert.methods.efficientbert.search.space import architecture_string
 
     def evaluate_one(index: int, proposal: Proposal) -> dict[str, Any]:
         if crash_at is not None and index == crash_at:
             raise KeyboardInterrupt(f"injected crash at candidate {index}")
+        if index == signal_at:  # SIGTERM while this candidate is evaluated (its handler runs at once)
+            os.kill(os.getpid(), signal.SIGTERM)
         calls.append(index)
         return {"fitness": fake_fitness(architecture_string(proposal.arch)), "status": "ok", "error": ""}
 
@@ -71,14 +75,20 @@ def describe(space: SearchSpace) -> Any:
 
 
 def run(
-    state: Path, strategy: str, candidates: int, workers: int, calls: list[int], crash_at: int | None = None
+    state: Path,
+    strategy: str,
+    candidates: int,
+    workers: int,
+    calls: list[int],
+    crash_at: int | None = None,
+    signal_at: int | None = None,
 ) -> Any:
     space = small_space()
     sampler = make_sampler(
         strategy, space, n_init=3, refit_every=2, population_size=3, tournament_size=2, seed=0, tree_height=1
     )
     settings = LoopSettings("search_stage1", StageBudget(candidates=candidates), workers, seed=7)
-    return search_loop(space, sampler, settings, state, fake_evaluate(calls, crash_at), describe(space))
+    return search_loop(space, sampler, settings, state, fake_evaluate(calls, crash_at, signal_at), describe(space))
 
 
 def comparable(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -100,6 +110,20 @@ def test_resume_after_crash_gives_the_same_hall_of_fame(tmp_path: Path, strategy
     assert sorted(load_records(tmp_path / "resumed.jsonl")) == list(range(5))
     resumed = run(tmp_path / "resumed.jsonl", strategy, 8, workers, calls)
     assert calls == list(range(8))  # finished candidates are never evaluated again
+    assert comparable(resumed) == comparable(straight)
+
+
+def test_a_signal_stops_the_loop_once_the_candidate_in_hand_is_recorded(tmp_path: Path) -> None:
+    straight = run(tmp_path / "straight.jsonl", "lanas", 8, 1, [])
+    calls: list[int] = []
+    with interrupt.handled(), pytest.raises(StageInterrupted) as stopped:
+        run(tmp_path / "stopped.jsonl", "lanas", 8, 1, calls, signal_at=4)
+    assert stopped.value.exit_code == 143 and "5 candidates recorded" in str(stopped.value)
+    assert calls == list(range(5))  # candidate 4 was finished and recorded, nothing after it started
+    assert sorted(load_records(tmp_path / "stopped.jsonl")) == list(range(5))
+    with interrupt.handled():
+        resumed = run(tmp_path / "stopped.jsonl", "lanas", 8, 1, calls)
+    assert calls == list(range(8))  # the next run evaluates only the rest
     assert comparable(resumed) == comparable(straight)
 
 

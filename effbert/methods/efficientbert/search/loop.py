@@ -3,9 +3,11 @@
 The sampler proposes a batch of ``workers`` candidates from the evaluated history alone; each evaluated candidate
 is appended to the search state (an append-only ``records.jsonl``, fsynced) before the next one starts, so a killed
 search restarted with the same inputs re-proposes the same batch and evaluates only what is missing, reaching the
-same result as an uninterrupted run. Evaluation back-ends: :func:`in_process` and :func:`process_pool` (a picklable
-top-level function of a job, e.g. `effbert.methods.efficientbert.search.proxy.evaluate_candidate`). The state file
-is the only file this module touches.
+same result as an uninterrupted run. A SIGTERM or SIGINT (`effbert.interrupt`) stops the loop once the candidate in
+hand is recorded (or abandons it, when its training stops first): the next run resumes from the records. Evaluation
+back-ends: :func:`in_process` and :func:`process_pool` (a picklable top-level function of a job, e.g.
+`effbert.methods.efficientbert.search.proxy.evaluate_candidate`). The state file is the only file this module
+touches.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from effbert import interrupt
 from effbert.methods.efficientbert.architecture import Architecture
 from effbert.methods.efficientbert.search.samplers import Evaluated, Proposal, Sampler
 from effbert.methods.efficientbert.search.space import SearchSpace, architecture_string, parse_architecture_string
@@ -119,6 +122,9 @@ def search_loop(
 
     Returns:
         every record, in index order.
+
+    Raises:
+        StageInterrupted: a signal arrived; every finished candidate is in ``state_file``.
     """
     from tqdm.auto import tqdm
 
@@ -129,41 +135,45 @@ def search_loop(
     if records:
         log.info("%s: resuming with %d evaluated candidates from %s", settings.stage, len(records), state_file)
     progress = tqdm(total=budget.candidates, initial=min(len(records), budget.candidates), desc=settings.stage)
-    while True:
-        missing = next((i for i in range(budget.candidates) if i not in records), None)
-        if missing is None:
-            break
-        elapsed = previous + time.perf_counter() - started
-        if budget.max_minutes is not None and elapsed >= budget.max_minutes * 60:
-            log.info("%s: time budget of %.1f min spent (%d candidates)", settings.stage, budget.max_minutes, missing)
-            break
-        first, proposals, count = _propose(space, sampler, settings, records, missing)
-        if not proposals:
-            log.warning("%s: the sampler found no new candidate; the space looks exhausted", settings.stage)
-            break
-        todo = [(first + k, p) for k, p in enumerate(proposals) if first + k not in records]
-        extra = {index: describe(p.arch) for index, p in todo}
-        for index, result in evaluate(todo):
-            proposal = proposals[index - first]
-            record = {
-                "index": index,
-                "architecture": architecture_string(proposal.arch),
-                "fingerprint": proposal.fingerprint,
-                "origin": proposal.origin,
-                **extra[index],
-                **result,
-                "run_id": "",
-                "elapsed_seconds": previous + time.perf_counter() - started,
-            }
-            if on_record is not None:
-                on_record(record)
-            append_record(state_file, record)
-            records[index] = record
-            progress.update(1)
-            _log_record(settings.stage, record)
-        if len(proposals) < count:
-            log.warning("%s: the sampler proposed %d of %d; stopping", settings.stage, len(proposals), count)
-            break
+    with interrupt.deferred():  # a signal stops the loop once the candidate in hand is recorded
+        while True:
+            missing = next((i for i in range(budget.candidates) if i not in records), None)
+            if missing is None:
+                break
+            elapsed = previous + time.perf_counter() - started
+            if budget.max_minutes is not None and elapsed >= budget.max_minutes * 60:
+                log.info(
+                    "%s: time budget of %.1f min spent (%d candidates)", settings.stage, budget.max_minutes, missing
+                )
+                break
+            first, proposals, count = _propose(space, sampler, settings, records, missing)
+            if not proposals:
+                log.warning("%s: the sampler found no new candidate; the space looks exhausted", settings.stage)
+                break
+            todo = [(first + k, p) for k, p in enumerate(proposals) if first + k not in records]
+            extra = {index: describe(p.arch) for index, p in todo}
+            for index, result in evaluate(todo):
+                proposal = proposals[index - first]
+                record = {
+                    "index": index,
+                    "architecture": architecture_string(proposal.arch),
+                    "fingerprint": proposal.fingerprint,
+                    "origin": proposal.origin,
+                    **extra[index],
+                    **result,
+                    "run_id": "",
+                    "elapsed_seconds": previous + time.perf_counter() - started,
+                }
+                if on_record is not None:
+                    on_record(record)
+                append_record(state_file, record)
+                records[index] = record
+                progress.update(1)
+                _log_record(settings.stage, record)
+                interrupt.check(f"{settings.stage} stopped with {len(records)} candidates recorded in {state_file}")
+            if len(proposals) < count:
+                log.warning("%s: the sampler proposed %d of %d; stopping", settings.stage, len(proposals), count)
+                break
     progress.close()
     return [records[i] for i in sorted(records)]
 
