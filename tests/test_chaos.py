@@ -85,15 +85,17 @@ def test_twenty_kills_across_every_stage_kind_lose_nothing(tmp_path: Path) -> No
     clean = run_cli(["effbert", "run", "--params", "params/smoke.yaml", *settings], reference, 3000)
     assert clean.returncode == 0, clean.stdout[-3000:] + clean.stderr[-3000:]
     project = copy_project(tmp_path / "chaos")  # its own DVC cache: every stage runs (and can be killed) again
-    args = ["effbert", "chaos", "--params", "params/smoke.yaml", *settings, "--kills", "20", "--seed", "11"]
+    # 24 kills asked: the driver keeps some for the kinds not hit yet, and a kind too short to hit keeps its share
+    args = ["effbert", "chaos", "--params", "params/smoke.yaml", *settings, "--kills", "24", "--seed", "11"]
     result = run_cli([*args, "--reference", str(reference)], project, 5400)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     hit = _kills(result.stderr)
-    assert len(hit) >= 20, hit
+    shown = "; ".join(hit)
+    assert len(hit) >= 20, shown
     kinds = {label.split()[0] for label in hit}
     every = ["prepare-data", "prepare-corpus", "finetune-teacher", "warmup-kd", "search-stage1", "search-stage2"]
     every += ["search-stage3", "final-distill-general", "final-distill", "evaluate", "export", "report"]
-    assert set(every) <= kinds, (sorted(set(every) - kinds), hit)
+    assert set(every) <= kinds, f"not hit: {sorted(set(every) - kinds)}; hit: {shown}"
     workers = {label.split()[0] for label in hit if label.endswith(" worker")}  # the parallel candidate evaluations
-    assert {"search-stage1", "search-stage2"} <= workers, hit
+    assert {"search-stage1", "search-stage2"} <= workers, shown
     assert "effbert chaos: nothing lost" in result.stdout
