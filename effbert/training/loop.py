@@ -57,19 +57,23 @@ class TrainingOutcome:
 def train(trainer: Any, *, resume: bool = True) -> TrainingOutcome:
     """Run ``trainer``, continuing from the last checkpoint in its ``output_dir`` when a killed run left one.
 
+    Every checkpoint the Trainer saves is sealed (`effbert.training.checkpoints`); a resumed run starts from the
+    newest intact one (a damaged one is removed with one warning line naming the file).
+
     Args:
         trainer: a Hugging Face Trainer (`effbert.training.build_trainer`).
         resume: look for a checkpoint to continue from (False: train from the start; the search's candidates are
             the unit of resume and keep no checkpoints).
     """
-    from transformers.trainer_utils import get_last_checkpoint
+    from effbert.training.checkpoints import intact_checkpoint, sealing_callback
 
     output_dir = Path(trainer.args.output_dir)
-    checkpoint = get_last_checkpoint(str(output_dir)) if resume and output_dir.is_dir() else None
+    checkpoint = str(intact_checkpoint(output_dir) or "") if resume else ""
+    trainer.add_callback(sealing_callback())
     if checkpoint:
         log.info("resuming from %s", checkpoint)
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.train(resume_from_checkpoint=checkpoint or None)
     state = trainer.state
     selected = trainer.args.load_best_model_at_end
     return TrainingOutcome(
