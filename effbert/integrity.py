@@ -21,7 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CHECKSUM", "DIGESTS", "Damage", "damage", "file_sha256", "replace_text", "seal", "sealed", "unsealed"]
+__all__ = [
+    "CHECKSUM",
+    "DIGESTS",
+    "Damage",
+    "damage",
+    "file_sha256",
+    "read_digests",
+    "replace_text",
+    "seal",
+    "sealed",
+    "unsealed",
+]
 
 DIGESTS = "digests.json"
 """The digest file of a sealed folder (its last file)."""

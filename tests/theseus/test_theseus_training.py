@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from effbert.errors import EffbertError
+from effbert.integrity import seal
 from effbert.methods.theseus import training
 from effbert.methods.theseus.training import combined_outcome, schedule_of, theseus_student
 from effbert.params import MethodTraining, TheseusParams
@@ -33,6 +34,7 @@ def task_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         labels = (part[:, 0] > 25).long().tolist()
         rows = {"input_ids": part.tolist(), "attention_mask": [[1] * 7] * len(part), "label": labels}
         datasets.Dataset.from_dict(rows).save_to_disk(str(root / "data" / split))
+    seal(root / "data")
     return root / "teacher", root / "data"
 
 
