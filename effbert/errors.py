@@ -29,3 +29,7 @@ class DataFormatError(EffbertError):
 
 class WorkspaceBusyError(EffbertError):
     """Another ``effbert run`` holds the workspace's run lock; the message names its host, pid and start time."""
+
+
+class DiskFullError(EffbertError):
+    """A write ran out of space (ENOSPC) or quota (EDQUOT); the message names the path: free space and rerun."""

@@ -3,6 +3,7 @@
 - the params: :data:`params_option` and :func:`load_params` for the stage commands;
 - the stage itself: :func:`stage_context` opens the stage's MLflow run and its log file, hands out temporary output
   directories renamed into place only on success (:func:`atomic_dir`), and writes ``lineage.json`` into each output;
+  a full disk (ENOSPC, EDQUOT) ends it in one line naming the path, its temporary outputs removed;
 - inputs and outputs: :func:`read_json` / :func:`write_json`, :func:`input_digest`;
 - how the stage computes: :func:`resolve_bf16` (the ``bf16`` key on this machine, recorded on the run);
 - resumable state: :func:`checkpoint_dir` under ``.effbert/checkpoints``, keyed by params and inputs;
@@ -28,6 +29,7 @@ from typing import Any
 import click
 
 from effbert import launch, tracking
+from effbert.diskspace import disk_full_errors
 from effbert.errors import EffbertError
 from effbert.params import Params, section_digest
 
@@ -112,7 +114,7 @@ def stage_context(
 
     Yields the run and one temporary directory per output; on success each is renamed into place with its
     ``lineage.json`` (the run, the upstream runs, the digest and the effbert modules the stage loaded). On any
-    error nothing is left behind.
+    error nothing is left behind; a full disk or quota is one line naming the path (`effbert.diskspace`).
 
     Args:
         name: the stage family (``finetune_teacher``).
@@ -135,6 +137,8 @@ def stage_context(
         return
     with ExitStack() as stack:
         tmp_dirs = [stack.enter_context(atomic_dir(out)) for out in outputs]
+        checkpoints = root / ".effbert" / "checkpoints"
+        stack.enter_context(disk_full_errors({**dict(zip(tmp_dirs, outputs, strict=True)), checkpoints: checkpoints}))
         run = stack.enter_context(
             tracking.stage_run(
                 name,
