@@ -6,7 +6,9 @@ detected, never loaded).
   of it, against its digests and names the first file that is missing, cut short or changed (a folder without the
   file was never finished).
 - Sealed JSON records: :func:`sealed` adds ``sha256`` (of the record's canonical JSON) to a record, :func:`unsealed`
-  returns the record only when it still matches (a search record line, the latency cache).
+  returns the record only when it still matches (a search record line); :func:`write_sealed_json` and
+  :func:`read_sealed_json` keep one such record as a file (the latency cache, the stage-3 state), a damaged one
+  discarded with one warning line.
 - :func:`replace_text`: a text file replaced atomically and flushed to disk.
 
 Hashing streams files in 1 MiB chunks, so a large corpus costs time (about a second per GB), never memory.
@@ -16,10 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "CHECKSUM",
@@ -28,10 +33,12 @@ __all__ = [
     "damage",
     "file_sha256",
     "read_digests",
+    "read_sealed_json",
     "replace_text",
     "seal",
     "sealed",
     "unsealed",
+    "write_sealed_json",
 ]
 
 DIGESTS = "digests.json"
@@ -132,6 +139,27 @@ def sealed(record: dict[str, Any]) -> dict[str, Any]:
     """``record`` with ``sha256``: the digest of its canonical JSON (sorted keys, no spaces)."""
     body = {k: v for k, v in record.items() if k != CHECKSUM}
     return {**body, CHECKSUM: hashlib.sha256(_canonical(body)).hexdigest()}
+
+
+def write_sealed_json(path: Path, record: dict[str, Any]) -> None:
+    """Write ``record`` as one sealed JSON file (:func:`sealed`), atomically and flushed to disk."""
+    replace_text(path, json.dumps(sealed(record), indent=0, sort_keys=True) + "\n")
+
+
+def read_sealed_json(path: Path, what: str, then: str) -> dict[str, Any] | None:
+    """The record of a file :func:`write_sealed_json` wrote; None when there is none. A file cut short or changed
+    since (it fails to parse or to match its checksum) is removed with one warning line naming it, ``what`` it is
+    and what happens ``then``, and None returned."""
+    if not path.is_file():
+        return None
+    try:
+        record = unsealed(json.loads(path.read_text(encoding="utf-8")))
+    except (UnicodeDecodeError, ValueError):
+        record = None
+    if record is None:
+        log.warning("%s: damaged %s (cut short or changed since written): discarded, %s", path, what, then)
+        path.unlink()
+    return record
 
 
 def unsealed(value: Any) -> dict[str, Any] | None:

@@ -5,13 +5,11 @@ warning line and rebuilt)."""
 
 from __future__ import annotations
 
-import json
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from effbert.integrity import replace_text, sealed, unsealed
+from effbert.integrity import read_sealed_json, write_sealed_json
 from effbert.methods.efficientbert.architecture import Architecture
 from effbert.methods.efficientbert.search.space import (
     SearchSpace,
@@ -21,8 +19,6 @@ from effbert.methods.efficientbert.search.space import (
 )
 from effbert.params import LatencyParams, SearchParams, StudentParams
 
-log = logging.getLogger(__name__)
-
 LATENCY_FILE = "latency.json"
 """The latency cache inside a search state folder: ``{"latency_ms": {key: ms}, "sha256": ...}``."""
 
@@ -31,18 +27,9 @@ def load_latency_cache(path: Path) -> dict[str, float]:
     """The measured latencies of a cache file (empty when there is none). A cache cut short or changed since it was
     written (it fails to parse or to match its checksum) is discarded with one warning line: its latencies are
     measured again."""
-    if not path.is_file():
-        return {}
-    try:
-        record = unsealed(json.loads(path.read_text(encoding="utf-8")))
-    except (UnicodeDecodeError, ValueError):
-        record = None
-    entries = record.get("latency_ms") if record is not None else None
-    if isinstance(entries, dict) and all(isinstance(v, int | float) for v in entries.values()):
-        return {str(k): float(v) for k, v in entries.items()}
-    log.warning("%s: damaged latency cache (cut short or changed since written): discarded, measuring again", path)
-    path.unlink()
-    return {}
+    record = read_sealed_json(path, "latency cache", "measuring again") or {}
+    entries = record.get("latency_ms", {})
+    return {str(k): float(v) for k, v in entries.items()} if isinstance(entries, dict) else {}
 
 
 class LatencyMeter:
@@ -73,7 +60,7 @@ class LatencyMeter:
                 compact, hp.batch_size, hp.seq_len, warmup=hp.warmup, runs=hp.runs, threads=hp.threads, device="cpu"
             )
             self.cache[key] = result.median_ms
-            replace_text(self.cache_file, json.dumps(sealed({"latency_ms": self.cache}), indent=0))
+            write_sealed_json(self.cache_file, {"latency_ms": self.cache})
         return self.cache[key]
 
 
