@@ -148,6 +148,45 @@ def test_a_run_killed_inside_a_phase_resumes_from_its_checkpoint(task_dirs, refe
     assert same_weights(tmp_path / "model", weights(reference[0] / "model"))
 
 
+@pytest.mark.parametrize("how", ["flip", "truncate"])
+def test_a_damaged_finished_phase_is_removed_and_trained_again_to_the_same_weights(
+    task_dirs, reference, tmp_path, monkeypatch, caplog, how: str
+) -> None:
+    import logging
+    import shutil
+
+    out, _ = reference
+    done = tmp_path / "ckpt" / "compress-done"  # killed after the compress phase; its weights since damaged
+    shutil.copytree(out / "ckpt" / "compress-done", done)
+    successors = done / training.SUCCESSORS_FILE
+    data = bytearray(successors.read_bytes())
+    size = len(data)
+    if how == "flip":
+        data[size // 2] ^= 0x01
+    else:
+        del data[size // 2 :]
+    successors.write_bytes(bytes(data))
+    calls: list[str] = []
+    real_train = training.train
+
+    def counted(trainer: Any, **kwargs: Any) -> TrainingOutcome:
+        calls.append(Path(trainer.args.output_dir).name)
+        return real_train(trainer, **kwargs)
+
+    monkeypatch.setattr(training, "train", counted)
+    with caplog.at_level(logging.WARNING):
+        run(task_dirs, tmp_path)
+    assert same_weights(tmp_path / "model", weights(out / "model"))
+    assert calls == ["compress", "finetune"]  # the damaged phase was trained again, not loaded
+    reason = (
+        "changed since it was written (its sha256 differs from digests.json)"
+        if how == "flip"
+        else f"cut short or grown ({size // 2} bytes, {size} written)"
+    )
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("effbert")]
+    assert warnings == [f"{successors}: {reason}: removed the damaged finished phase {done.name}; the phase runs again"]
+
+
 def test_successor_count_must_divide_the_teachers_layers(task_dirs, tmp_path) -> None:
     with pytest.raises(EffbertError, match=r"theseus\.successor_layers"):
         run(task_dirs, tmp_path, HP.model_copy(update={"successor_layers": 3}))
