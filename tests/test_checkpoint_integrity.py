@@ -20,7 +20,7 @@ import torch
 from effbert.integrity import DIGESTS, seal
 from effbert.training import TrainingOutcome, build_trainer, train, training_arguments
 from effbert.training.checkpoints import intact_checkpoint
-from tests.conftest import tiny_bert_classifier
+from tests.conftest import corrupt, tiny_bert_classifier
 
 Weights = dict[str, torch.Tensor]
 
@@ -68,15 +68,6 @@ def _killed_after_step_5(straight: Path, into: Path) -> Path:
     return into
 
 
-def _damage(path: Path, how: str) -> None:
-    data = bytearray(path.read_bytes())
-    if how == "flip":
-        data[len(data) // 2] ^= 0x10
-    else:
-        del data[len(data) // 2 :]
-    path.write_bytes(bytes(data))
-
-
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("effbert")]
 
@@ -103,7 +94,7 @@ def test_a_damaged_checkpoint_is_removed_and_training_resumes_from_the_previous_
     source, expected = straight
     out = _killed_after_step_5(source, tmp_path / "run")
     damaged = out / "checkpoint-4" / name
-    _damage(damaged, how)
+    corrupt(damaged, how)
     with caplog.at_level(logging.WARNING):
         weights, outcome = _train(out)
     _assert_same(weights, expected)
@@ -145,7 +136,7 @@ def test_a_checkpoint_whose_best_checkpoint_is_damaged_is_not_resumed_from(
     _checkpoint(tmp_path / "checkpoint-2", None)
     _checkpoint(tmp_path / "checkpoint-4", "/elsewhere/checkpoint-4")
     _checkpoint(tmp_path / "checkpoint-6", "/elsewhere/checkpoint-4")  # selection loads checkpoint-4 at the end
-    _damage(tmp_path / "checkpoint-4" / "model.safetensors", "flip")
+    corrupt(tmp_path / "checkpoint-4" / "model.safetensors", "flip")
     with caplog.at_level(logging.WARNING):
         assert intact_checkpoint(tmp_path) == tmp_path / "checkpoint-2"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2"]

@@ -16,7 +16,7 @@ import yaml
 from effbert.data.prepared import load_split
 from effbert.errors import EffbertError
 from effbert.integrity import DIGESTS, damage, read_digests
-from tests.conftest import copy_project, run_cli
+from tests.conftest import copy_project, corrupt, run_cli
 
 OUTPUTS = {"prepare_data/sst2": "prepare_data@sst2", "prepare_corpus": "prepare_corpus"}
 
@@ -32,20 +32,6 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
         result = run_cli(["effbert", *command, "--out", out], project)
         assert result.returncode == 0, result.stderr[-2000:]
     return project
-
-
-def _damage(path: Path, how: str) -> str:
-    """Flip a bit in the middle of ``path`` or cut it in half; returns the reason the check gives."""
-    data = bytearray(path.read_bytes())
-    size = len(data)
-    if how == "flip":
-        data[size // 2] ^= 0x01
-    else:
-        del data[size // 2 :]
-    path.write_bytes(bytes(data))
-    if how == "flip":
-        return f"changed since it was written (its sha256 differs from {DIGESTS})"
-    return f"cut short or grown ({size // 2} bytes, {size} written)"
 
 
 def test_the_prepare_stages_seal_their_outputs(prepared: Path) -> None:
@@ -74,7 +60,7 @@ def test_a_damaged_split_is_refused_naming_the_file_and_the_stage(
     folder = tmp_path / "copy"
     shutil.copytree(prepared / "results" / output, folder)
     (arrow,) = (folder / split).glob("*.arrow")
-    reason = _damage(arrow, how)
+    reason = corrupt(arrow, how)
     with pytest.raises(EffbertError) as err:
         load_split(folder, split)
     assert str(err.value) == (
@@ -86,7 +72,7 @@ def test_a_damaged_split_is_refused_naming_the_file_and_the_stage(
 def test_a_stage_given_damaged_data_fails_in_one_line_and_writes_nothing(prepared: Path) -> None:
     shutil.copytree(prepared / "results/prepare_data/sst2", prepared / "results/damaged")
     (arrow,) = (prepared / "results/damaged/train").glob("*.arrow")
-    _damage(arrow, "flip")
+    corrupt(arrow, "flip")
     outs = ["--model-out", "results/teacher", "--report-out", "results/teacher_report"]
     result = run_cli(["effbert", "finetune-teacher", "--task", "sst2", "--data", "results/damaged", *outs], prepared)
     assert result.returncode == 2 and "Traceback" not in result.stderr

@@ -15,7 +15,7 @@ from effbert.methods.theseus import training
 from effbert.methods.theseus.training import combined_outcome, schedule_of, theseus_student
 from effbert.params import MethodTraining, TheseusParams
 from effbert.training import TrainingOutcome
-from tests.conftest import tiny_bert_classifier
+from tests.conftest import corrupt, tiny_bert_classifier
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +67,19 @@ def same_weights(model_dir: Path, reference: dict[str, torch.Tensor]) -> bool:
     return found.keys() == reference.keys() and all(torch.equal(v, found[k]) for k, v in reference.items())
 
 
+def trained_phases(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The phases (checkpoint folder names) that train from now on, in order."""
+    calls: list[str] = []
+    real_train = training.train
+
+    def counted(trainer: Any, **kwargs: Any) -> TrainingOutcome:
+        calls.append(Path(trainer.args.output_dir).name)
+        return real_train(trainer, **kwargs)
+
+    monkeypatch.setattr(training, "train", counted)
+    return calls
+
+
 @pytest.fixture(scope="module")
 def reference(task_dirs, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, training.TheseusResult]:
     """One uninterrupted run: its output folder and result."""
@@ -115,14 +128,7 @@ def test_same_seed_same_weights_and_a_resume_skips_the_finished_phase(
 
     shutil.rmtree(tmp_path / "ckpt" / "finetune-done")  # killed after the compress phase finished
     shutil.rmtree(tmp_path / "model")
-    calls: list[str] = []
-    real_train = training.train
-
-    def counted(trainer: Any, **kwargs: Any) -> TrainingOutcome:
-        calls.append(Path(trainer.args.output_dir).name)
-        return real_train(trainer, **kwargs)
-
-    monkeypatch.setattr(training, "train", counted)
+    calls = trained_phases(monkeypatch)
     resumed = run(task_dirs, tmp_path)
     assert calls == ["finetune"]  # the compress phase was not redone
     assert resumed.compress == second.compress  # its outcome comes back from the marker
@@ -159,30 +165,12 @@ def test_a_damaged_finished_phase_is_removed_and_trained_again_to_the_same_weigh
     done = tmp_path / "ckpt" / "compress-done"  # killed after the compress phase; its weights since damaged
     shutil.copytree(out / "ckpt" / "compress-done", done)
     successors = done / training.SUCCESSORS_FILE
-    data = bytearray(successors.read_bytes())
-    size = len(data)
-    if how == "flip":
-        data[size // 2] ^= 0x01
-    else:
-        del data[size // 2 :]
-    successors.write_bytes(bytes(data))
-    calls: list[str] = []
-    real_train = training.train
-
-    def counted(trainer: Any, **kwargs: Any) -> TrainingOutcome:
-        calls.append(Path(trainer.args.output_dir).name)
-        return real_train(trainer, **kwargs)
-
-    monkeypatch.setattr(training, "train", counted)
+    reason = corrupt(successors, how)
+    calls = trained_phases(monkeypatch)
     with caplog.at_level(logging.WARNING):
         run(task_dirs, tmp_path)
     assert same_weights(tmp_path / "model", weights(out / "model"))
     assert calls == ["compress", "finetune"]  # the damaged phase was trained again, not loaded
-    reason = (
-        "changed since it was written (its sha256 differs from digests.json)"
-        if how == "flip"
-        else f"cut short or grown ({size // 2} bytes, {size} written)"
-    )
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("effbert")]
     assert warnings == [f"{successors}: {reason}: removed the damaged finished phase {done.name}; the phase runs again"]
 

@@ -40,14 +40,8 @@ from effbert.methods.dynabert.adaptive import AdaptiveDistiller, grid
 from effbert.methods.dynabert.evaluation import GRID_CONFIG_KEY, GRID_FILE
 from effbert.methods.dynabert.subnetworks import importance, rewire, subnetwork
 from effbert.params import DynaBertParams, MethodTraining, Params
-from effbert.training import (
-    TrainingOutcome,
-    build_trainer,
-    finished_phase,
-    save_finished_phase,
-    selection_arguments,
-    train,
-)
+from effbert.training import TrainingOutcome, build_trainer, save_finished_phase, selection_arguments, train
+from effbert.training.phases import finished_phase
 
 log = logging.getLogger(__name__)
 

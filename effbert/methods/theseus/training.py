@@ -34,14 +34,8 @@ from effbert.data.tasks import TaskSpec, get_task
 from effbert.errors import EffbertError
 from effbert.methods.theseus.replacement import ReplacementSchedule, TheseusModel, replacement_callback
 from effbert.params import MethodTraining, TheseusParams
-from effbert.training import (
-    TrainingOutcome,
-    build_trainer,
-    finished_phase,
-    save_finished_phase,
-    selection_arguments,
-    train,
-)
+from effbert.training import TrainingOutcome, build_trainer, save_finished_phase, selection_arguments, train
+from effbert.training.phases import finished_phase
 
 log = logging.getLogger(__name__)
 

@@ -42,13 +42,8 @@ from effbert.distill.trainer import DistillationModule, fit
 from effbert.errors import EffbertError
 from effbert.methods.tinybert.student import parameter_count, student_config
 from effbert.params import MethodTraining, Params, StudentParams
-from effbert.training import (
-    TrainingOutcome,
-    finished_phase,
-    save_finished_phase,
-    selection_arguments,
-    training_arguments,
-)
+from effbert.training import TrainingOutcome, save_finished_phase, selection_arguments, training_arguments
+from effbert.training.phases import finished_phase
 
 log = logging.getLogger(__name__)
 
