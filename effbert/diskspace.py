@@ -48,22 +48,30 @@ def _cause(err: BaseException) -> tuple[int | None, str | None]:
     return None, None
 
 
-def _free(path: Path) -> tuple[int, int]:
-    """(free bytes, size in bytes) of the filesystem holding ``path`` (or its nearest existing parent)."""
+def _existing(path: Path) -> Path:
+    """``path``, or its nearest existing parent."""
     while not path.exists() and path != path.parent:
         path = path.parent
-    stat = os.statvfs(path)
-    return stat.f_bavail * stat.f_frsize, stat.f_blocks * stat.f_frsize
+    return path
 
 
 def _fullest(places: Mapping[Path, Path]) -> tuple[Path, bool] | None:
-    """The watched place whose filesystem has the least free share, and whether it is (nearly) full."""
-    if not places:
+    """The first watched place on the filesystem with the least free share, and whether that one is (nearly) full
+    (places on one filesystem count as one: measured once, the first of them named)."""
+    devices: dict[int, tuple[int, int]] = {}
+    first: dict[int, Path] = {}
+    for place in places:
+        existing = _existing(place)
+        device = os.stat(existing).st_dev
+        if device not in devices:
+            stat = os.statvfs(existing)
+            devices[device] = (stat.f_bavail * stat.f_frsize, stat.f_blocks * stat.f_frsize)
+            first[device] = place
+    if not devices:
         return None
-    shares = {place: _free(place) for place in places}
-    place = min(places, key=lambda p: shares[p][0] / max(shares[p][1], 1))
-    free, size = shares[place]
-    return place, free < max(_NEARLY_FULL_BYTES, size // 1000)
+    device = min(devices, key=lambda d: devices[d][0] / max(devices[d][1], 1))
+    free, size = devices[device]
+    return first[device], free < max(_NEARLY_FULL_BYTES, size // 1000)
 
 
 def _shown(filename: str, places: Mapping[Path, Path]) -> str:
