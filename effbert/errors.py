@@ -51,3 +51,7 @@ class StageInterrupted(BaseException):
 
     def __reduce__(self) -> tuple[type, tuple[int, str]]:  # crosses process pools intact
         return type(self), (self.signum, self.detail)
+
+
+class DiskFullError(EffbertError):
+    """A write ran out of space (ENOSPC) or quota (EDQUOT); the message names the path: free space and rerun."""

@@ -197,6 +197,8 @@ def _run_locked(
     repaired = workspace.repair_lockfile(root)  # before anything reads dvc.lock (DVC, the Snakefile's stages)
     if repaired:
         print(f"effbert: warning: {repaired}", file=sys.stderr)
+    for removed in [] if dry_run else workspace.remove_damaged_outputs(root):
+        print(f"effbert: warning: {removed}", file=sys.stderr)
     p = write_params(root, params_file, overrides)
     env = _environment(root)
     dvc_targets, snakemake_targets = resolve_targets(root, targets or [])

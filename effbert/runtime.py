@@ -3,6 +3,7 @@
 - the params: :data:`params_option` and :func:`load_params` for the stage commands;
 - the stage itself: :func:`stage_context` opens the stage's MLflow run and its log file, hands out temporary output
   directories renamed into place only on success (:func:`atomic_dir`), and writes ``lineage.json`` into each output;
+  a full disk (ENOSPC, EDQUOT) ends it in one line naming the path, its temporary outputs removed;
 - inputs and outputs: :func:`read_json` / :func:`write_json`, :func:`input_digest`;
 - how the stage computes: :func:`resolve_bf16` (the ``bf16`` key on this machine, recorded on the run);
 - resumable state: :func:`checkpoint_dir` under ``.effbert/checkpoints``, keyed by params and inputs;
@@ -29,6 +30,7 @@ from typing import Any
 import click
 
 from effbert import interrupt, launch, tracking
+from effbert.diskspace import disk_full_errors
 from effbert.errors import EffbertError, StageInterrupted
 from effbert.params import Params, section_digest
 
@@ -117,7 +119,7 @@ def stage_context(
     outputs' ``lineage.json`` (`effbert.tracking_journal`) and the stage succeeds. SIGTERM and SIGINT stop the
     stage (`effbert.interrupt`): at once, or at the next safe point of a training or a search (a checkpoint saved,
     a candidate recorded); its run is marked KILLED and nothing is left behind either. A signal received once the
-    block has returned waits for the outputs.
+    block has returned waits for the outputs. A full disk or quota is one line naming the path (`effbert.diskspace`).
 
     Args:
         name: the stage family (``finetune_teacher``).
@@ -140,6 +142,8 @@ def stage_context(
         return
     with interrupt.handled(), ExitStack() as stack:
         tmp_dirs = [stack.enter_context(atomic_dir(out)) for out in outputs]
+        checkpoints = root / ".effbert" / "checkpoints"
+        stack.enter_context(disk_full_errors({**dict(zip(tmp_dirs, outputs, strict=True)), checkpoints: checkpoints}))
         stack.enter_context(stage_logging(log_file))  # from here: the tracking store's troubles are in the log too
         with tracking.stage_run(
             name,

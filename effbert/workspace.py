@@ -12,6 +12,8 @@ no good copy, moves it aside so that DVC rebuilds it from its run cache and the 
 
 :func:`recommit_outputs` records in ``dvc.lock`` outputs whose ``lineage.json`` alone was rewritten (a run recorded
 into the tracking store after the fact), so that DVC does not run their stages again.
+:func:`remove_damaged_outputs` checks the sealed stage outputs (the prepared data and corpus: ``digests.json``)
+and removes one whose files changed since its stage wrote them, so that the engine runs that stage again.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from datetime import datetime
 from pathlib import Path
 
 from effbert.errors import WorkspaceBusyError
+from effbert.integrity import DIGESTS, damage, read_digests
 
 LOCKFILE = "dvc.lock"
 GOOD_LOCKFILE = ".effbert/dvc.lock.good"
@@ -126,6 +129,37 @@ def recommit_outputs(root: Path, env: dict[str, str], stages: list[str], dvc: st
     if committed and subprocess.run([dvc, "commit", "-f", "-q", *committed], cwd=root, env=env).returncode != 0:
         return []
     return committed
+
+
+def sealed_outputs(root: Path) -> list[Path]:
+    """The sealed stage outputs under ``root/results`` (folders with a ``digests.json`` naming their stage), hidden
+    folders (a stage's temporary output) left out."""
+    found: list[Path] = []
+    for folder, dirs, files in os.walk(root / "results"):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if DIGESTS in files and (read_digests(Path(folder))[0] or {}).get("stage"):
+            found.append(Path(folder))
+            dirs[:] = []
+    return found
+
+
+def remove_damaged_outputs(root: Path) -> list[str]:
+    """Remove every sealed stage output whose files no longer match their digests, before an engine runs, so that it
+    recomputes them; returns one warning line per output removed (the damaged file, the output, its stage).
+
+    DVC re-runs a stage whose output it sees modified, but it trusts an output whose size and mtime are unchanged (a
+    flipped bit on disk, a restore that keeps times), and Snakemake never looks inside an output; a missing output
+    makes either engine run the stage again.
+    """
+    lines = []
+    for output in sealed_outputs(root):
+        problem = damage(output)
+        if problem is not None:
+            stage = (read_digests(output)[0] or {}).get("stage")
+            shutil.rmtree(output)
+            shown = problem.path.relative_to(root)
+            lines.append(f"{shown}: {problem.reason}: removed {output.relative_to(root)} so that {stage} runs again")
+    return lines
 
 
 def _holder(fd: int) -> str:

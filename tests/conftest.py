@@ -122,3 +122,18 @@ def tiny_bert_classifier(**config: Any) -> Any:
         "num_labels": 2,
     }
     return BertForSequenceClassification(BertConfig(**{**shape, **config})).eval()
+
+
+def corrupt(path: Path, how: str) -> str:
+    """Damage a file as a disk or a kill does: ``flip`` one bit in its middle or ``truncate`` it to half its size.
+    Returns the reason `effbert.integrity.damage` gives for it."""
+    data = bytearray(path.read_bytes())
+    size = len(data)
+    if how == "flip":
+        data[size // 2] ^= 0x01
+    else:
+        del data[size // 2 :]
+    path.write_bytes(bytes(data))
+    if how == "flip":
+        return "changed since it was written (its sha256 differs from digests.json)"
+    return f"cut short or grown ({size // 2} bytes, {size} written)"

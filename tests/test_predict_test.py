@@ -20,6 +20,7 @@ from effbert.data.tasks import get_task
 from effbert.errors import EffbertError
 from effbert.eval import prediction_files
 from effbert.eval.submission import GLUE_SERVER_FILES
+from effbert.integrity import seal
 from effbert.methods.efficientbert.modeling_effbert import EffBertForQuestionAnswering, EffBertForSequenceClassification
 from effbert.models.teacher import load_tokenizer, resolve_source, teacher_source
 from effbert.params import Params
@@ -103,6 +104,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
             splits, _ = build_splits(params, task)
             for name, dataset in splits.items():
                 dataset.save_to_disk(str(root / "prepared" / task / name))
+            seal(root / "prepared" / task)
             save_tiny_model(task, root / "models" / task, tokenizer)
         yield Workspace(root, params, root / "prepared", root / "models")
 
@@ -224,6 +226,7 @@ def test_squad_without_test_file_prepares_no_test_split_and_says_why(workspace: 
     assert sorted(splits) == ["dev", "dev_examples", "heldout", "heldout_examples", "train"]
     for name, dataset in splits.items():
         dataset.save_to_disk(str(tmp_path / "prepared" / "squad_v1" / name))
+    seal(tmp_path / "prepared" / "squad_v1")
     with pytest.raises(EffbertError) as caught:
         predict_test.predict_test(params, ["squad_v1"], workspace.models, tmp_path / "prepared", tmp_path / "out")
     message = str(caught.value)
@@ -240,6 +243,7 @@ def test_mnli_test_covers_matched_mismatched_and_ax_when_prepared(workspace: Wor
     for split in ("test", "test_mm"):
         rows = [{"idx": i, "text_a": f"premise {i}", "text_b": f"hypothesis {i}"} for i in pairs[split]]
         prepare.tokenize_pairs(rows, tokenizer, 32, fingerprint(split)).save_to_disk(str(data / split))
+    seal(data)
     files = prediction_files.predict_split(workspace.params, workspace.root, "mnli", tmp_path / "model", data, "test")
     assert list(files) == ["MNLI-m.tsv", "MNLI-mm.tsv"]  # AX not prepared: left out, not an error
     rows = [line.split("\t") for line in files["MNLI-m.tsv"].removesuffix("\n").split("\n")]
@@ -247,6 +251,7 @@ def test_mnli_test_covers_matched_mismatched_and_ax_when_prepared(workspace: Wor
     assert {r[1] for r in rows[1:]} <= {"contradiction", "entailment", "neutral"}
     rows = [{"idx": 5, "text_a": "a diagnostic premise", "text_b": "a hypothesis"}]
     prepare.tokenize_pairs(rows, tokenizer, 32, fingerprint("ax")).save_to_disk(str(data / "test_ax"))
+    seal(data)
     files = prediction_files.predict_split(workspace.params, workspace.root, "mnli", tmp_path / "model", data, "test")
     assert list(files) == ["MNLI-m.tsv", "MNLI-mm.tsv", "AX.tsv"]
     assert files["AX.tsv"].split("\n")[1].split("\t")[0] == "5"

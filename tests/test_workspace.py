@@ -154,3 +154,52 @@ def test_a_second_run_is_refused_naming_the_holder(tiny_workspace: Path, lock_ho
     with workspace.run_lock(root) as taken_over:
         assert taken_over is None
         assert json.loads((root / workspace.RUN_LOCK).read_text())["pid"] == os.getpid()
+
+
+TOY_STAGE = """stages:
+  prepare_toy:
+    cmd: python make_toy.py
+    outs:
+      - results/prepare_data/toy
+"""
+MAKE_TOY = """from pathlib import Path
+from effbert.integrity import seal
+
+out = Path("results/prepare_data/toy")
+(out / "train").mkdir(parents=True)
+(out / "train" / "data-00000-of-00001.arrow").write_bytes(bytes(range(256)) * 64)
+seal(out, stage="prepare_toy")
+with open("runs.log", "a") as fh:
+    fh.write("ran\\n")
+"""
+
+
+@pytest.mark.parametrize("how", ["flipped in place, size and mtime kept", "truncated"])
+def test_a_damaged_sealed_output_is_removed_and_its_stage_runs_again(tiny_workspace: Path, how: str) -> None:
+    """DVC trusts an output whose size and mtime did not change (its state database), so a bit flipped in place
+    would be used as it is; `effbert run` checks the sealed outputs first and removes a damaged one, which the engine
+    then recomputes."""
+    from effbert.integrity import damage
+
+    root = tiny_workspace
+    (root / "dvc.yaml").write_text(TOY_STAGE, encoding="utf-8")
+    (root / "make_toy.py").write_text(MAKE_TOY, encoding="utf-8")
+    assert not _warnings(_run(root))
+    arrow = root / "results/prepare_data/toy/train/data-00000-of-00001.arrow"
+    original, stat = arrow.read_bytes(), arrow.stat()
+    arrow.chmod(0o644)  # DVC may leave its outputs read-only
+    data = bytearray(original)
+    if how == "truncated":
+        del data[100:]
+    else:
+        data[1000] ^= 0x01
+    arrow.write_bytes(bytes(data))
+    if how != "truncated":
+        os.utime(arrow, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    result = _run(root)
+    reason = "cut short or grown (100 bytes, 16384 written)" if how == "truncated" else "changed since it was written"
+    (warning,) = _warnings(result)
+    assert warning.startswith(f"effbert: warning: {arrow.relative_to(root)}: {reason}")
+    assert warning.endswith(": removed results/prepare_data/toy so that prepare_toy runs again")
+    assert (root / "runs.log").read_text().splitlines() == ["ran", "ran"]
+    assert arrow.read_bytes() == original and damage(arrow.parents[1]) is None

@@ -1,4 +1,10 @@
-"""Reading a ``prepare_data`` output: its saved splits by name."""
+"""Reading a ``prepare_data`` output: its saved splits by name, each checked against the digests its stage wrote.
+
+The stages that save splits (``prepare_data``, ``prepare_corpus``, ``tinybert_augment``) seal their output
+(`effbert.integrity.seal`: ``digests.json``, the size and sha256 of every file); :func:`load_split` checks a split's
+files against it before it loads them, once per process, and refuses a damaged split in one line naming the file
+and the stage to rerun.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,36 @@ from typing import Any
 
 from effbert.data.tasks import TaskSpec
 from effbert.errors import EffbertError
+from effbert.integrity import damage, read_digests, seal
+
+_VERIFIED: set[tuple[str, str]] = set()
+"""The (output, split) pairs this process has checked against their digests."""
+
+
+def seal_splits(out_dir: Path, stage: str) -> None:
+    """Seal a stage output that holds saved splits (call it once every file is written; ``stage`` is the stage
+    instance, ``prepare_data@sst2``, named in the message of a damaged split)."""
+    seal(out_dir, stage=stage)
+
+
+def check_split(data_dir: Path, split: str) -> None:
+    """Refuse a split whose files are missing, cut short or changed since its stage sealed them.
+
+    Raises:
+        EffbertError: naming the damaged file and the stage to rerun.
+    """
+    key = (str(data_dir.resolve()), split)
+    if key in _VERIFIED:
+        return
+    problem = damage(data_dir, split)
+    if problem is not None:
+        record, _ = read_digests(data_dir)
+        stage = str((record or {}).get("stage") or "<the stage that writes it>")
+        raise EffbertError(
+            f"{problem}: the prepared data in {data_dir} is damaged; rerun the stage that writes it: `effbert run` "
+            f"(it removes a damaged output first) or `dvc repro --force {stage}`"
+        )
+    _VERIFIED.add(key)
 
 
 def head_rows(n: int, fraction: float) -> int:
@@ -18,7 +54,8 @@ def head_rows(n: int, fraction: float) -> int:
 
 
 def load_split(data_dir: Path, split: str, rows: int | None = None) -> Any:
-    """The saved ``datasets.Dataset`` ``split`` of a prepared task (its first ``rows`` rows when given)."""
+    """The saved ``datasets.Dataset`` ``split`` of a prepared task (its first ``rows`` rows when given), checked
+    against its digests first (:func:`check_split`)."""
     import datasets
 
     path = data_dir / split
@@ -26,6 +63,7 @@ def load_split(data_dir: Path, split: str, rows: int | None = None) -> Any:
         raise EffbertError(
             f"{path}: no saved split {split!r} here (is {data_dir} a prepare-data/prepare-corpus output?)"
         )
+    check_split(data_dir, split)
     data: Any = datasets.load_from_disk(str(path))
     return data if rows is None or rows >= len(data) else data.select(range(rows))
 

@@ -134,8 +134,7 @@ def predict_files(
         EffbertError: unknown task or split, a required split that was not prepared (naming the source file that
             would have to exist), or no model in ``model_dir``.
     """
-    import datasets
-
+    from effbert.data.prepared import load_split
     from effbert.models.auto import load_task_model
     from effbert.models.teacher import load_tokenizer
 
@@ -155,10 +154,10 @@ def predict_files(
     evaluate = params.evaluate
     files: list[PredictionFile] = []
     for name in wanted:
-        features = datasets.load_from_disk(str(data_dir / name))
+        features = load_split(data_dir, name)
         heads = predict_logits(model, features, tokenizer, params.predict_test.batch_size, device(), bf16=bf16)
         if spec.is_squad:
-            examples = datasets.load_from_disk(str(data_dir / f"{name}_examples"))
+            examples = load_split(data_dir, f"{name}_examples")
             answers, _ = postprocess_predictions(
                 examples,
                 features,

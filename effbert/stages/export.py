@@ -171,8 +171,7 @@ def export_student(
 
 def _load_inputs(task: str, model_dir: Path, data_dir: Path) -> tuple[Any, Any, Any]:
     """The student (an EffBert task model, on the CPU, in eval mode), its tokenizer and the prepared dev split."""
-    import datasets
-
+    from effbert.data.prepared import load_split
     from effbert.export.card_facts import require_student
     from effbert.models.auto import load_task_model
     from effbert.models.teacher import load_tokenizer
@@ -180,7 +179,7 @@ def _load_inputs(task: str, model_dir: Path, data_dir: Path) -> tuple[Any, Any, 
     model = load_task_model(str(model_dir), get_task(task)).eval()
     require_student(model, model_dir, task)
     tokenizer = load_tokenizer(str(model_dir))
-    dev: Any = datasets.load_from_disk(str(data_dir / "dev"))
+    dev: Any = load_split(data_dir, "dev")
     if len(dev) == 0:
         raise EffbertError(f"{data_dir / 'dev'}: no rows to check the ONNX export of {task} on")
     return model, tokenizer, dev

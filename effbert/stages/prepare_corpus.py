@@ -6,7 +6,8 @@ crossing a document boundary (`effbert.data.corpus.pack_corpus`). This keeps the
 trains the segment-1 embedding pair tasks need, and replaces its one-random-pair-per-article instances, which wasted
 most of the corpus (reference section 1.1). The corpus is streamed (documents read one at a time, tokenised by
 ``data.num_proc`` processes, packed into Arrow shards), so memory stays flat as the corpus grows. Output
-``results/prepare_corpus/``: ``corpus/`` (a saved Dataset), ``meta.json``, ``lineage.json``.
+``results/prepare_corpus/``: ``corpus/`` (a saved Dataset), ``meta.json``, ``digests.json`` (every file's sha256,
+checked before the corpus is loaded), ``lineage.json``.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def prepare(params: Params, out_dir: Path, run: tracking.StageRun) -> dict[str, 
     """Read, tokenise and pack the corpus into ``out_dir``; record its source in MLflow."""
     from effbert.data.corpus import iter_documents, pack_corpus
     from effbert.data.fingerprint import fingerprint
+    from effbert.data.prepared import seal_splits
     from effbert.models.teacher import load_tokenizer
 
     if params.data.corpus is None:
@@ -77,6 +79,7 @@ def prepare(params: Params, out_dir: Path, run: tracking.StageRun) -> dict[str, 
     del dataset
     shutil.rmtree(work_dir)
     write_json(out_dir / "meta.json", meta)
+    seal_splits(out_dir, "prepare_corpus")
     run.log_dataset("corpus/source", source, "source")
     run.log_metrics({k: v for k, v in meta.items() if isinstance(v, int | float)})
     log.info(

@@ -2,8 +2,9 @@
 
 Output ``results/prepare_data/<task>/``: one saved ``datasets.Dataset`` per split (``train``, ``heldout``,
 ``dev`` [, ``dev_mm``], ``test*`` when the test file exists; SQuAD adds ``*_examples`` next to the window
-features of ``heldout``, ``dev`` and ``test``), ``meta.json`` (counts, labels, tokenizer, source sha256) and
-``lineage.json``. The work is `effbert.data.prepare.prepare_task`.
+features of ``heldout``, ``dev`` and ``test``), ``meta.json`` (counts, labels, tokenizer, source sha256),
+``digests.json`` (every file's sha256, checked before a split is loaded) and ``lineage.json``. The work is
+`effbert.data.prepare.prepare_task`.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def command(task: str, out: str, params_file: str) -> None:
 def prepare(params: Params, task: str, out_dir: Path, run: tracking.StageRun) -> dict[str, Any]:
     """Build the splits, save them into ``out_dir`` and record the sources' digests in MLflow."""
     from effbert.data.prepare import prepare_task
+    from effbert.data.prepared import seal_splits
     from effbert.data.sources import source_path
     from effbert.models.teacher import load_tokenizer
 
@@ -69,4 +71,5 @@ def prepare(params: Params, task: str, out_dir: Path, run: tracking.StageRun) ->
         if digest:
             run.log_dataset(f"{task}/{split}/source", source_path(params.data, root, task, split), "source", digest)
     run.log_metrics({f"rows/{name}": n for name, n in meta["counts"].items()})
+    seal_splits(out_dir, f"prepare_data@{task}")
     return meta

@@ -62,6 +62,8 @@ def train(trainer: Any, *, resume: bool = True) -> TrainingOutcome:
 
     A SIGTERM or SIGINT during training (`effbert.interrupt`) stops it after the current optimizer step, with a
     checkpoint of that step (when ``resume``: the next run continues from it), and raises `StageInterrupted`.
+    Every checkpoint the Trainer saves is sealed (`effbert.training.checkpoints`); a resumed run starts from the
+    newest intact one (a damaged one is removed with one warning line naming the file).
 
     Args:
         trainer: a Hugging Face Trainer (`effbert.training.build_trainer`).
@@ -71,17 +73,18 @@ def train(trainer: Any, *, resume: bool = True) -> TrainingOutcome:
     Raises:
         StageInterrupted: a signal stopped the training.
     """
-    from transformers.trainer_utils import get_last_checkpoint
+    from effbert.training.checkpoints import intact_checkpoint, sealing_callback
 
     interrupt.check("before training")
     output_dir = Path(trainer.args.output_dir)
-    checkpoint = get_last_checkpoint(str(output_dir)) if resume and output_dir.is_dir() else None
+    checkpoint = str(intact_checkpoint(output_dir) or "") if resume else ""
+    trainer.add_callback(sealing_callback())
     if checkpoint:
         log.info("resuming from %s", checkpoint)
     started = time.perf_counter()
     trainer.add_callback(stop_on_signal(save=resume))
     with interrupt.deferred():
-        trainer.train(resume_from_checkpoint=checkpoint)
+        trainer.train(resume_from_checkpoint=checkpoint or None)
     if interrupt.requested() is not None:
         step = trainer.state.global_step
         saved = f"checkpoint {output_dir / f'checkpoint-{step}'} saved" if resume else "no checkpoint (not resumable)"

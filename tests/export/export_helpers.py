@@ -13,6 +13,7 @@ from effbert import params
 from effbert.data.fingerprint import fingerprint
 from effbert.data.prepare import tokenize_pairs
 from effbert.data.tasks import get_task
+from effbert.integrity import seal
 from effbert.methods.efficientbert.modeling_effbert import EffBertForQuestionAnswering, EffBertForSequenceClassification
 from effbert.models.teacher import load_tokenizer, resolve_source
 from tests.efficientbert.models.effbert_helpers import tiny_config
@@ -73,6 +74,7 @@ def prepared_sst2(directory: Path) -> Path:
         "source_sha256": {"train": "ab" * 32, "dev": "cd" * 32},
     }
     (directory / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    seal(directory, stage="prepare_data@sst2")
     return directory
 
 

@@ -15,6 +15,7 @@ from effbert import params as params_module
 from effbert.data.prepared import EvalSplit
 from effbert.data.tasks import get_task
 from effbert.eval.metrics import glue_metrics
+from effbert.integrity import seal
 from effbert.methods.fastbert.early_exit import FastBertModel, normalised_entropy
 from effbert.methods.fastbert.evaluation import evaluate_sweep, time_sweep
 from effbert.methods.fastbert.modeling_fastbert import FastBertConfig, FastBertForSequenceClassification, from_trained
@@ -64,6 +65,7 @@ def workspace(tmp_path: Path) -> tuple[Path, Path]:
     tokenizer(tmp_path).save_pretrained(teacher_dir)
     for split, count, seed in (("train", 48, 1), ("heldout", 12, 2), ("dev", 20, 3)):
         rows(count, seed).save_to_disk(str(data_dir / split))
+    seal(data_dir)
     return teacher_dir, data_dir
 
 

@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from effbert.errors import EffbertError
+from effbert.integrity import seal
 from effbert.methods.theseus import training
 from effbert.methods.theseus.training import combined_outcome, schedule_of, theseus_student
 from effbert.params import MethodTraining, TheseusParams
 from effbert.training import TrainingOutcome
-from tests.conftest import tiny_bert_classifier
+from tests.conftest import corrupt, tiny_bert_classifier
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +34,7 @@ def task_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         labels = (part[:, 0] > 25).long().tolist()
         rows = {"input_ids": part.tolist(), "attention_mask": [[1] * 7] * len(part), "label": labels}
         datasets.Dataset.from_dict(rows).save_to_disk(str(root / "data" / split))
+    seal(root / "data")
     return root / "teacher", root / "data"
 
 
@@ -63,6 +65,19 @@ def weights(model_dir: Path) -> dict[str, torch.Tensor]:
 def same_weights(model_dir: Path, reference: dict[str, torch.Tensor]) -> bool:
     found = weights(model_dir)
     return found.keys() == reference.keys() and all(torch.equal(v, found[k]) for k, v in reference.items())
+
+
+def trained_phases(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The phases (checkpoint folder names) that train from now on, in order."""
+    calls: list[str] = []
+    real_train = training.train
+
+    def counted(trainer: Any, **kwargs: Any) -> TrainingOutcome:
+        calls.append(Path(trainer.args.output_dir).name)
+        return real_train(trainer, **kwargs)
+
+    monkeypatch.setattr(training, "train", counted)
+    return calls
 
 
 @pytest.fixture(scope="module")
@@ -113,14 +128,7 @@ def test_same_seed_same_weights_and_a_resume_skips_the_finished_phase(
 
     shutil.rmtree(tmp_path / "ckpt" / "finetune-done")  # killed after the compress phase finished
     shutil.rmtree(tmp_path / "model")
-    calls: list[str] = []
-    real_train = training.train
-
-    def counted(trainer: Any, **kwargs: Any) -> TrainingOutcome:
-        calls.append(Path(trainer.args.output_dir).name)
-        return real_train(trainer, **kwargs)
-
-    monkeypatch.setattr(training, "train", counted)
+    calls = trained_phases(monkeypatch)
     resumed = run(task_dirs, tmp_path)
     assert calls == ["finetune"]  # the compress phase was not redone
     assert resumed.compress == second.compress  # its outcome comes back from the marker
@@ -144,6 +152,27 @@ def test_a_run_killed_inside_a_phase_resumes_from_its_checkpoint(task_dirs, refe
     resumed = run(task_dirs, tmp_path)
     assert resumed.finetune.resumed and not resumed.compress.resumed
     assert same_weights(tmp_path / "model", weights(reference[0] / "model"))
+
+
+@pytest.mark.parametrize("how", ["flip", "truncate"])
+def test_a_damaged_finished_phase_is_removed_and_trained_again_to_the_same_weights(
+    task_dirs, reference, tmp_path, monkeypatch, caplog, how: str
+) -> None:
+    import logging
+    import shutil
+
+    out, _ = reference
+    done = tmp_path / "ckpt" / "compress-done"  # killed after the compress phase; its weights since damaged
+    shutil.copytree(out / "ckpt" / "compress-done", done)
+    successors = done / training.SUCCESSORS_FILE
+    reason = corrupt(successors, how)
+    calls = trained_phases(monkeypatch)
+    with caplog.at_level(logging.WARNING):
+        run(task_dirs, tmp_path)
+    assert same_weights(tmp_path / "model", weights(out / "model"))
+    assert calls == ["compress", "finetune"]  # the damaged phase was trained again, not loaded
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("effbert")]
+    assert warnings == [f"{successors}: {reason}: removed the damaged finished phase {done.name}; the phase runs again"]
 
 
 def test_successor_count_must_divide_the_teachers_layers(task_dirs, tmp_path) -> None:

@@ -23,6 +23,7 @@ from effbert.distill.projection import FIT_DENSE_FILE, save_projection
 from effbert.distill.teacher_signals import capture, forward_with_signals
 from effbert.distill.trainer import DistillationModule
 from effbert.errors import EffbertError
+from effbert.integrity import seal
 from effbert.methods.tinybert import distillation as tinybert
 from effbert.methods.tinybert.augmented_split import augmented_split
 from effbert.models.teacher import load_tokenizer, resolve_source
@@ -159,6 +160,7 @@ def task_data(root: Path, tokenizer: Any) -> Path:
     data = root / "data"
     rows(12).save_to_disk(str(data / "train"))
     rows(6).save_to_disk(str(data / "heldout"))
+    seal(data)
     return data
 
 
@@ -253,6 +255,7 @@ def test_a_pair_task_distils_on_efficientberts_corpus_pairs_too(
     for split in ("train", "heldout"):
         shutil.rmtree(data / split)
         (data / f"{split}-pairs").rename(data / split)
+    seal(data)
     general, teacher = model_dirs(tmp_path, tokenizer)
     calls: list[Any] = []
 

@@ -41,6 +41,7 @@ from effbert.methods.dynabert.evaluation import GRID_CONFIG_KEY, GRID_FILE
 from effbert.methods.dynabert.subnetworks import importance, rewire, subnetwork
 from effbert.params import DynaBertParams, MethodTraining, Params
 from effbert.training import TrainingOutcome, build_trainer, save_finished_phase, selection_arguments, train
+from effbert.training.phases import finished_phase
 
 log = logging.getLogger(__name__)
 
@@ -191,8 +192,8 @@ class PhaseResult:
 
 
 def phase_done(folder: Path) -> bool:
-    """Whether a phase's checkpoint folder holds a finished phase."""
-    return (folder / DONE / "outcome.json").is_file()
+    """Whether a phase's checkpoint folder holds a finished phase (intact: `effbert.training.finished_phase`)."""
+    return finished_phase(folder / DONE)
 
 
 def run_phase(

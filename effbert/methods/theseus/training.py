@@ -35,6 +35,7 @@ from effbert.errors import EffbertError
 from effbert.methods.theseus.replacement import ReplacementSchedule, TheseusModel, replacement_callback
 from effbert.params import MethodTraining, TheseusParams
 from effbert.training import TrainingOutcome, build_trainer, save_finished_phase, selection_arguments, train
+from effbert.training.phases import finished_phase
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ def load_phase(directory: Path, model: TheseusModel) -> TrainingOutcome | None:
     """A finished phase's outcome with its successor weights loaded into ``model``; None when it did not finish."""
     from safetensors.torch import load_file
 
-    if not (directory / OUTCOME_FILE).is_file():
+    if not finished_phase(directory):
         return None
     model.successors.load_state_dict(load_file(str(directory / SUCCESSORS_FILE)))
     return TrainingOutcome(**json.loads((directory / OUTCOME_FILE).read_text(encoding="utf-8")))

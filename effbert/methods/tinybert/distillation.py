@@ -43,6 +43,7 @@ from effbert.errors import EffbertError
 from effbert.methods.tinybert.student import parameter_count, student_config
 from effbert.params import MethodTraining, Params, StudentParams
 from effbert.training import TrainingOutcome, save_finished_phase, selection_arguments, training_arguments
+from effbert.training.phases import finished_phase
 
 log = logging.getLogger(__name__)
 
@@ -316,7 +317,7 @@ def run_intermediate(
     from effbert.models.teacher import build_task_model, load_tokenizer
 
     done = checkpoints / INTERMEDIATE_DONE
-    if (done / "outcome.json").is_file():
+    if finished_phase(done):
         log.info("TinyBERT step 1 already finished in %s: not redone", done)
         return done
     hp = params.tinybert.intermediate.for_task(spec.name)

@@ -19,7 +19,6 @@ also ``weight_sharing.safetensors`` (the multi-task weight-sharing supernet Effi
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -294,9 +293,10 @@ def _proxy_noise(
     number: int, params: Params, inputs: StageInputs, space: Any, records: list[dict[str, Any]], state: Path, bf16: bool
 ) -> dict[str, Any] | None:
     """Stage 1: the vanilla candidate scored under ``search.noise_seeds`` seeds (the search's own score reused; each
-    new score kept in the state, so a restart loses at most one); stages 2 and 3 carry the previous stage's."""
+    new score kept in the state, sealed, so a restart loses at most one); stages 2 and 3 carry the previous stage's."""
     import dataclasses
 
+    from effbert.integrity import read_sealed_json, write_sealed_json
     from effbert.methods.efficientbert.search.noise import measure_noise, noise_seeds
     from effbert.methods.efficientbert.search.proxy import evaluate_candidate
     from effbert.methods.efficientbert.search.space import architecture_string
@@ -309,7 +309,8 @@ def _proxy_noise(
     vanilla = space.vanilla_reference()
     fingerprint = space.fingerprint(vanilla)
     cache = state / "noise.json"
-    known = {int(k): float(v) for k, v in (json.loads(cache.read_text()) if cache.is_file() else {}).items()}
+    kept = read_sealed_json(cache, "proxy-noise cache", "scoring again") or {}
+    known = {int(k): float(v) for k, v in kept.get("fitness", {}).items()}
     searched = [float(r["fitness"]) for r in records if r["fingerprint"] == fingerprint]
     if searched:  # the search's own score of the vanilla candidate, under its seed
         known[params.seed] = searched[0]
@@ -318,8 +319,7 @@ def _proxy_noise(
     def score(seed: int) -> float:
         fitness = float(evaluate_candidate(dataclasses.replace(job, seed=seed))["fitness"])
         known[seed] = fitness
-        cache.with_suffix(".tmp").write_text(json.dumps({str(k): v for k, v in known.items()}), encoding="utf-8")
-        cache.with_suffix(".tmp").replace(cache)
+        write_sealed_json(cache, {"fitness": {str(k): v for k, v in known.items()}})
         log.info("proxy noise: vanilla candidate, seed %d: fitness %.4f", seed, fitness)
         return fitness
 
@@ -397,10 +397,8 @@ def _weight_sharing_evaluate(
 def _weight_sharing_supernet(
     params: Params, inputs: StageInputs, space: Any, state_dir: Path, tokenizer: Any, bf16: bool
 ) -> tuple[Any, dict[str, float]]:
-    """The trained weight-sharing module: trained now (general then multi-task KD), or reloaded from the state."""
-    import json
-
-    from safetensors.torch import load_file, save_file
+    """The trained weight-sharing module: trained now (general then multi-task KD), or reloaded from the state
+    (`weight_sharing.load_trained_state`: only while it matches its digest)."""
     from transformers import AutoModel
 
     from effbert.data.prepared import load_split
@@ -410,6 +408,8 @@ def _weight_sharing_supernet(
     from effbert.methods.efficientbert.search.weight_sharing import (
         WEIGHT_SHARING_FILE,
         MultiTaskDistillation,
+        load_trained_state,
+        save_trained_state,
         task_heads,
         train_weight_sharing,
     )
@@ -427,11 +427,11 @@ def _weight_sharing_supernet(
     heads = task_heads(body, specs, params.seed)
     teachers = {t: load_task_model(str(inputs.teacher_root / t), specs[t]) for t in tasks}
     module = MultiTaskDistillation(body, heads, teachers, {t: specs[t].kind for t in tasks}, loss)
-    finished, losses_file = state_dir / WEIGHT_SHARING_FILE, state_dir / "weight_sharing_losses.json"
-    if finished.is_file():
-        log.info("weight-sharing supernet already trained: %s", finished)
-        module.load_state_dict(load_file(str(finished)))
-        return module, json.loads(losses_file.read_text(encoding="utf-8"))
+    kept = load_trained_state(state_dir)
+    if kept is not None:
+        log.info("weight-sharing supernet already trained: %s", state_dir / WEIGHT_SHARING_FILE)
+        module.load_state_dict(kept[0])
+        return module, kept[1]
     started = time.perf_counter()
     losses = train_weight_sharing(
         module,
@@ -446,10 +446,7 @@ def _weight_sharing_supernet(
         bf16=bf16,
     )
     losses["seconds"] = time.perf_counter() - started  # this run's training time (a resumed run: its remainder)
-    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    save_file(state, str(finished.with_suffix(".tmp")))
-    finished.with_suffix(".tmp").replace(finished)
-    losses_file.write_text(json.dumps(losses), encoding="utf-8")
+    save_trained_state(state_dir, module, losses)
     for folder in ("general", "multitask"):
         shutil.rmtree(state_dir / folder, ignore_errors=True)
     return module, losses

@@ -149,7 +149,7 @@ def measure_quality(params: Params, inputs: QualityInputs, out_dir: Path, run: t
     """Score the picked candidates three ways and write the rank correlations."""
     import pandas as pd
 
-    from effbert.methods.efficientbert.search.loop import append_record, load_records
+    from effbert.methods.efficientbert.search.loop import append_record, recover_records
     from effbert.methods.efficientbert.search.proxy import ProxyJob
     from effbert.methods.efficientbert.search.quality import pick_candidates
 
@@ -159,7 +159,7 @@ def measure_quality(params: Params, inputs: QualityInputs, out_dir: Path, run: t
     picked = pick_candidates(table, params.search.quality_candidates)
     state = checkpoint_dir("search_quality", "candidates", params, PARAMS, [hall_of_fame])
     state.mkdir(parents=True, exist_ok=True)
-    done = load_records(state / "records.jsonl")
+    done = recover_records(state / "records.jsonl")
     base = ProxyJob.for_stage(
         params,
         teacher_source(params),

@@ -140,6 +140,8 @@ def distill_general(
 @params_option
 def augment_command(task: str, data_dir: str, out: str, params_file: str) -> None:
     """TinyBERT's data augmentation of a task's training split (original rows + word-replacement variants)."""
+    from effbert.data.prepared import seal_splits
+
     spec = get_task(task)
     if spec.kind == "span":
         raise EffbertError(f"tinybert-augment: {task} is a span task; TinyBERT distils it on the original set")
@@ -153,6 +155,7 @@ def augment_command(task: str, data_dir: str, out: str, params_file: str) -> Non
     ):
         run.consume(Path(data_dir), f"{task}/prepared")
         meta = augment(params, Path(data_dir), out_tmp)
+        seal_splits(out_tmp, f"tinybert_augment@{task}")
         run.log_summary({k: v for k, v in meta.items() if isinstance(v, int)})
         run.set_tags({"effbert.augment.variants_sha256": str(meta["variants_sha256"])})
 

@@ -7,7 +7,10 @@ these tests exercise the loop and the state file, not training.
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -141,6 +144,61 @@ def test_a_torn_last_line_is_evaluated_again(tmp_path: Path) -> None:
     run(state, "random", 3, 1, [])
     state.write_text(state.read_text() + '{"index": 3, "archi', encoding="utf-8")  # killed mid-write
     assert sorted(load_records(state)) == [0, 1, 2]
+
+
+def _damage_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("effbert")]
+
+
+def test_a_torn_last_line_is_dropped_with_one_warning_and_its_candidate_evaluated_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    straight = run(tmp_path / "straight.jsonl", "lanas", 8, 1, [])
+    state, calls = tmp_path / "state.jsonl", []
+    with pytest.raises(KeyboardInterrupt):
+        run(state, "lanas", 8, 1, calls, crash_at=6)
+    lines = state.read_text(encoding="utf-8").splitlines()
+    state.write_text("\n".join(lines[:5]) + "\n" + lines[5][:40], encoding="utf-8")  # killed while writing line 6
+    calls.clear()
+    with caplog.at_level(logging.WARNING):
+        resumed = run(state, "lanas", 8, 1, calls)
+    assert comparable(resumed) == comparable(straight)
+    assert calls == [5, 6, 7]
+    # the torn line is gone from the file: the record appended after it did not join it
+    assert comparable(sorted(load_records(state).values(), key=lambda r: r["index"])) == comparable(straight)
+    assert len(state.read_text(encoding="utf-8").splitlines()) == 8
+    assert _damage_warnings(caplog) == [
+        f"{state}: dropped 1 damaged record line (line 6: cut short or changed since written); those candidates are "
+        "evaluated again"
+    ]
+
+
+@pytest.mark.parametrize("how", ["changed value", "flipped bit"])
+def test_a_changed_middle_line_is_dropped_with_one_warning_and_its_candidate_evaluated_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, how: str
+) -> None:
+    straight = run(tmp_path / "straight.jsonl", "lanas", 8, 1, [])
+    state = tmp_path / "state.jsonl"
+    shutil.copyfile(tmp_path / "straight.jsonl", state)
+    lines = state.read_bytes().split(b"\n")
+    if how == "changed value":  # still valid JSON: only the checksum tells
+        record = json.loads(lines[2])
+        record["fitness"] = round(record["fitness"] + 0.25, 6)
+        lines[2] = json.dumps(record, sort_keys=True).encode()
+    else:
+        line = bytearray(lines[2])
+        line[len(line) // 2] ^= 0x01
+        lines[2] = bytes(line)
+    state.write_bytes(b"\n".join(lines))
+    calls: list[int] = []
+    with caplog.at_level(logging.WARNING):
+        resumed = run(state, "lanas", 8, 1, calls)
+    assert comparable(resumed) == comparable(straight)
+    assert calls == [2]
+    assert _damage_warnings(caplog) == [
+        f"{state}: dropped 1 damaged record line (line 3: cut short or changed since written); those candidates are "
+        "evaluated again"
+    ]
 
 
 KILL_SCRIPT = textwrap.dedent(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import Counter
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,9 +21,13 @@ from effbert.methods.efficientbert.configuration_effbert import VANILLA_EXPR, Ef
 from effbert.methods.efficientbert.modeling_effbert import EffBertForSequenceClassification, EffBertModel
 from effbert.methods.efficientbert.search.space import stage3_space
 from effbert.methods.efficientbert.search.weight_sharing import (
+    WEIGHT_SHARING_FILE,
+    WEIGHT_SHARING_LOSSES,
     MultiTaskCollator,
     MultiTaskDistillation,
+    load_trained_state,
     random_subnet_callback,
+    save_trained_state,
     single_task_batches,
     step_rng,
 )
@@ -323,3 +329,44 @@ def test_collator_rejects_more_than_one_feature() -> None:
     collate = MultiTaskCollator(task_datasets(), FakeTokenizer())
     with pytest.raises(ValueError, match="one single-task batch"):
         collate([{"task_index": 0, "rows": [0]}, {"task_index": 1, "rows": [1]}])
+
+
+LOSSES = {"general_loss": 1.5, "multitask_loss": 0.25, "seconds": 3.0}
+
+
+@pytest.mark.parametrize("how", ["flipped weights", "truncated weights", "changed losses file", "save cut short"])
+def test_a_damaged_trained_state_is_discarded_with_one_warning_and_trained_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, how: str
+) -> None:
+    """Stage 3 keeps its trained weight-sharing module in the search state; a restarted stage reloads it only while
+    it matches the sha256 sealed beside it, else the state is removed (one warning line) and trained again."""
+    torch.manual_seed(0)
+    module = torch.nn.Linear(64, 32)
+    save_trained_state(tmp_path, module, LOSSES)
+    kept = load_trained_state(tmp_path)
+    assert kept is not None and kept[1] == LOSSES and torch.equal(kept[0]["weight"], module.weight.detach())
+    weights, losses = tmp_path / WEIGHT_SHARING_FILE, tmp_path / WEIGHT_SHARING_LOSSES
+    damaged = losses if how == "changed losses file" else weights
+    data = bytearray(damaged.read_bytes())
+    if how == "truncated weights":
+        del data[len(data) // 2 :]
+    elif how == "changed losses file":
+        data[data.index(b"1.5")] = ord("2")  # still valid JSON: only the checksum tells
+    else:
+        data[len(data) // 2] ^= 0x01
+    damaged.write_bytes(bytes(data))
+    if how == "save cut short":
+        losses.unlink()  # killed between the weights and the losses file
+    with caplog.at_level(logging.WARNING):
+        assert load_trained_state(tmp_path) is None
+    again = "discarded, training the weight-sharing supernet again"
+    expected = {
+        "changed losses file": f"{losses}: damaged weight-sharing state (cut short or changed since written): {again}",
+        "save cut short": f"{weights}: no sealed {WEIGHT_SHARING_LOSSES} beside it (its save was cut short): {again}",
+    }.get(
+        how,
+        f"{weights}: missing or changed since it was written (its sha256 differs from {WEIGHT_SHARING_LOSSES}): "
+        f"{again}",
+    )
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [expected]
+    assert list(tmp_path.iterdir()) == []  # nothing left to load: the stage trains again

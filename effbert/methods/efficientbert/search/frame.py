@@ -1,14 +1,15 @@
 """What every search stage derives from the ``student`` frame and the warm-up supernet: the fixed parameter count,
 the parameter window scaled from the paper's, and each candidate's latency (measured once per architecture and
-machine, cached in a JSON file next to the search state)."""
+machine, cached in a JSON file next to the search state, with a checksum: a damaged cache is discarded with one
+warning line and rebuilt)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from effbert.integrity import read_sealed_json, write_sealed_json
 from effbert.methods.efficientbert.architecture import Architecture
 from effbert.methods.efficientbert.search.space import (
     SearchSpace,
@@ -19,7 +20,16 @@ from effbert.methods.efficientbert.search.space import (
 from effbert.params import LatencyParams, SearchParams, StudentParams
 
 LATENCY_FILE = "latency.json"
-"""The latency cache inside a search state folder."""
+"""The latency cache inside a search state folder: ``{"latency_ms": {key: ms}, "sha256": ...}``."""
+
+
+def load_latency_cache(path: Path) -> dict[str, float]:
+    """The measured latencies of a cache file (empty when there is none). A cache cut short or changed since it was
+    written (it fails to parse or to match its checksum) is discarded with one warning line: its latencies are
+    measured again."""
+    record = read_sealed_json(path, "latency cache", "measuring again") or {}
+    entries = record.get("latency_ms", {})
+    return {str(k): float(v) for k, v in entries.items()} if isinstance(entries, dict) else {}
 
 
 class LatencyMeter:
@@ -36,9 +46,7 @@ class LatencyMeter:
         with torch_threads(latency.threads):
             self.machine = machine_description("cpu")  # recorded next to the figures (metrics.json)
         self.machine_key = f"{self.machine['cpu']}; torch {self.machine['torch']}; {latency.threads} threads"
-        self.cache: dict[str, float] = (
-            json.loads(cache_file.read_text(encoding="utf-8")) if cache_file.is_file() else {}
-        )
+        self.cache = load_latency_cache(cache_file)
 
     def __call__(self, arch: Architecture) -> float:
         key = f"{self.machine_key} | {architecture_string(arch)}"
@@ -52,9 +60,7 @@ class LatencyMeter:
                 compact, hp.batch_size, hp.seq_len, warmup=hp.warmup, runs=hp.runs, threads=hp.threads, device="cpu"
             )
             self.cache[key] = result.median_ms
-            tmp = self.cache_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.cache, indent=0), encoding="utf-8")
-            tmp.replace(self.cache_file)
+            write_sealed_json(self.cache_file, {"latency_ms": self.cache})
         return self.cache[key]
 
 

@@ -4,8 +4,10 @@ The sampler proposes a batch of ``workers`` candidates from the evaluated histor
 is appended to the search state (an append-only ``records.jsonl``, fsynced) before the next one starts, so a killed
 search restarted with the same inputs re-proposes the same batch and evaluates only what is missing, reaching the
 same result as an uninterrupted run. A SIGTERM or SIGINT (`effbert.interrupt`) stops the loop once the candidate in
-hand is recorded (or abandons it, when its training stops first): the next run resumes from the records. Evaluation
-back-ends: :func:`in_process` and :func:`process_pool` (a picklable top-level function of a job, e.g.
+hand is recorded (or abandons it, when its training stops first): the next run resumes from the records. Each line
+carries a checksum of its record (`effbert.integrity.sealed`): a line cut short by a kill or changed since is
+dropped on restart, with one warning line, and its candidate evaluated again. Evaluation back-ends:
+:func:`in_process` and :func:`process_pool` (a picklable top-level function of a job, e.g.
 `effbert.methods.efficientbert.search.proxy.evaluate_candidate`). The state file is the only file this module
 touches.
 """
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from effbert import interrupt
+from effbert.integrity import replace_text, sealed, unsealed
 from effbert.methods.efficientbert.architecture import Architecture
 from effbert.methods.efficientbert.search.samplers import Evaluated, Proposal, Sampler
 from effbert.methods.efficientbert.search.space import SearchSpace, architecture_string, parse_architecture_string
@@ -39,24 +42,62 @@ Evaluate = Callable[[list[tuple[int, Proposal]]], Iterator[tuple[int, dict[str, 
 """Evaluates (index, proposal) pairs; yields (index, result) as each finishes (any order)."""
 
 
-def load_records(path: Path) -> dict[int, dict[str, Any]]:
-    """The evaluated candidates of a search state file, by index (a torn last line from a kill is ignored)."""
+def _parse(line: str) -> dict[str, Any] | None:
+    """The record of one state line; None when it does not parse or no longer matches its checksum."""
+    try:
+        record = unsealed(json.loads(line))
+    except ValueError:
+        return None
+    return record if record is not None and isinstance(record.get("index"), int) else None
+
+
+def read_records(path: Path) -> tuple[dict[int, dict[str, Any]], list[int]]:
+    """The intact records of a search state file by index, and the numbers (from 1) of its damaged lines: cut short
+    by a kill, or changed since they were written (they fail to parse or to match their checksum)."""
     records: dict[int, dict[str, Any]] = {}
+    damaged: list[int] = []
     if not path.is_file():
-        return records
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # the process was killed while writing this line: that candidate is evaluated again
-        records[int(record["index"])] = record
+        return records, damaged
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        record = _parse(line)
+        if record is None:
+            damaged.append(number)
+        else:
+            records[record["index"]] = record
+    return records, damaged
+
+
+def load_records(path: Path) -> dict[int, dict[str, Any]]:
+    """The intact records of a search state file, by index (damaged lines are skipped; the file is not changed)."""
+    return read_records(path)[0]
+
+
+def recover_records(path: Path) -> dict[int, dict[str, Any]]:
+    """The intact records of a search state file before a search continues it; damaged lines are dropped from the
+    file (rewritten without them, with one warning line naming it and the lines), so their candidates are evaluated
+    again and the next record starts on a line of its own."""
+    records, damaged = read_records(path)
+    text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+    if damaged or (text and not text.endswith("\n")):
+        kept = [line for line in text.splitlines() if _parse(line) is not None]
+        replace_text(path, "".join(f"{line}\n" for line in kept))
+    if damaged:
+        log.warning(
+            "%s: dropped %d damaged record line%s (line %s: cut short or changed since written); those candidates "
+            "are evaluated again",
+            path,
+            len(damaged),
+            "s" if len(damaged) > 1 else "",
+            ", ".join(map(str, damaged)),
+        )
     return records
 
 
 def append_record(path: Path, record: dict[str, Any]) -> None:
-    """Append one record and flush it to disk before the next candidate starts."""
+    """Append one record with its checksum (`effbert.integrity.sealed`) and flush it to disk before the next
+    candidate starts."""
     with path.open("a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record, sort_keys=True) + "\n")
+        fh.write(json.dumps(sealed(record), sort_keys=True) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
 
@@ -128,7 +169,7 @@ def search_loop(
     """
     from tqdm.auto import tqdm
 
-    records = load_records(state_file)
+    records = recover_records(state_file)
     budget = settings.budget
     previous = max((r.get("elapsed_seconds", 0.0) for r in records.values()), default=0.0)
     started = time.perf_counter()

@@ -132,13 +132,9 @@ def _supernet(path: str) -> Any:
 
 
 def _dataset(path: Path, rows: int | None = None) -> Any:
-    import datasets
+    from effbert.data.prepared import load_split
 
-    def load() -> Any:
-        data: Any = datasets.load_from_disk(str(path))
-        return data if rows is None or rows >= len(data) else data.select(range(rows))
-
-    return _cached(("dataset", str(path), str(rows)), load)
+    return _cached(("dataset", str(path), str(rows)), lambda: load_split(path.parent, path.name, rows))
 
 
 def candidate_body(architecture: Any, supernet_dir: str, inherit: bool, seed: int) -> tuple[Any, Any]:

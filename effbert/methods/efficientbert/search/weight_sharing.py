@@ -12,6 +12,8 @@ Two pieces plug into the Hugging Face Trainer (checkpoints, exact resume, device
 :func:`single_task_batches` and :class:`MultiTaskCollator` turn per-task datasets into such batches;
 :func:`task_heads` builds the per-task heads around the shared body; :func:`train_weight_sharing` runs both phases
 (general KD on the corpus, then multi-task KD) and :func:`heldout_scorer` scores a sub-architecture with no training.
+:func:`save_trained_state` keeps the trained module in the search state with a sealed digest, and
+:func:`load_trained_state` gives it back only while it matches (a damaged state is trained again).
 No tracking here; the Trainer keeps its checkpoints in the folder it is given.
 """
 
@@ -33,6 +35,7 @@ from effbert.distill.losses import DistillationLoss
 from effbert.distill.teacher_signals import capture, forward_with_signals
 from effbert.distill.trainer import DistillationModule, DistillationOutput, DistillationTrainerMixin, fit
 from effbert.errors import EffbertError
+from effbert.integrity import file_sha256, read_sealed_json, write_sealed_json
 from effbert.methods.efficientbert.architecture import Architecture
 from effbert.methods.efficientbert.supernet import set_active
 from effbert.params import Stage3Params
@@ -43,10 +46,13 @@ log = logging.getLogger(__name__)
 __all__ = [
     "MULTITASK_EXCLUDED",
     "WEIGHT_SHARING_FILE",
+    "WEIGHT_SHARING_LOSSES",
     "MultiTaskCollator",
     "MultiTaskDistillation",
     "heldout_scorer",
+    "load_trained_state",
     "random_subnet_callback",
+    "save_trained_state",
     "scoring_rows",
     "single_task_batches",
     "step_rng",
@@ -63,6 +69,9 @@ sets are built adversarially: a model fitted to train scores under the majority 
 WEIGHT_SHARING_FILE = "weight_sharing.safetensors"
 """Stage 3's trained weight-sharing module (``body.*``, ``classifiers.<task>.*``, ``criterion.*``): kept in the search
 state so a restarted stage goes straight to scoring, and written beside the winner (EfficientBERT+ starts from it)."""
+WEIGHT_SHARING_LOSSES = "weight_sharing_losses.json"
+"""Beside :data:`WEIGHT_SHARING_FILE` in the search state: both phases' final losses and the weights' sha256, sealed
+(`effbert.integrity.write_sealed_json`); written last, it says the state is complete."""
 
 
 def step_rng(seed: int, phase: str, step: int) -> random.Random:
@@ -286,6 +295,44 @@ def train_weight_sharing(
     log.info("stage 3b: multi-task KD over %s (%d single-task batches)", ", ".join(module.task_names), len(batches))
     losses["multitask_loss"] = train(trainer).final_loss
     return losses
+
+
+def save_trained_state(state_dir: Path, module: nn.Module, losses: Mapping[str, float]) -> None:
+    """Keep the trained weight-sharing module in the search state: its weights (:data:`WEIGHT_SHARING_FILE`,
+    renamed into place), then :data:`WEIGHT_SHARING_LOSSES` (the losses and the weights' sha256, sealed: the file
+    whose presence says the state is complete)."""
+    from safetensors.torch import save_file
+
+    weights = state_dir / WEIGHT_SHARING_FILE
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    save_file(state, str(weights.with_suffix(".tmp")))
+    weights.with_suffix(".tmp").replace(weights)
+    record = {"losses": dict(losses), "weights_sha256": file_sha256(weights)}
+    write_sealed_json(state_dir / WEIGHT_SHARING_LOSSES, record)
+
+
+def load_trained_state(state_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, float]] | None:
+    """The weights and losses :func:`save_trained_state` kept, None when there are none to trust: a save cut short
+    (weights without the sealed losses file), a damaged losses file, or weights that no longer match their sha256 are
+    removed with one warning line naming the file, and the module is trained again."""
+    from safetensors.torch import load_file
+
+    weights, losses = state_dir / WEIGHT_SHARING_FILE, state_dir / WEIGHT_SHARING_LOSSES
+    again = "training the weight-sharing supernet again"
+    present = losses.is_file()
+    record = read_sealed_json(losses, "weight-sharing state", again)
+    problem = None
+    if record is None and weights.is_file() and not present:
+        problem = f"no sealed {WEIGHT_SHARING_LOSSES} beside it (its save was cut short)"
+    elif record is not None and (not weights.is_file() or file_sha256(weights) != record.get("weights_sha256")):
+        problem = f"missing or changed since it was written (its sha256 differs from {WEIGHT_SHARING_LOSSES})"
+    if problem is not None:
+        log.warning("%s: %s: discarded, %s", weights, problem, again)
+    if record is None or problem is not None:
+        weights.unlink(missing_ok=True)
+        losses.unlink(missing_ok=True)
+        return None
+    return load_file(str(weights)), {str(k): float(v) for k, v in record["losses"].items()}
 
 
 def scoring_rows(train: Any, heldout: Any, hp: Stage3Params) -> Any:
