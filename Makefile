@@ -35,7 +35,7 @@ demo: venv
 ## test: lint, type-check and every test suite but the slow end-to-end and SLURM ones (minutes on 2 cores)
 test: venv lint browser
 	$(BIN)/python -m pytest tests -x -q -m "not slow and not slurm"
-	@echo "make test: the end-to-end suites (marker slow, about 20 minutes: 27 min on 2 busy cores) run with: make test-slow;" \
+	@echo "make test: the end-to-end suites (marker slow: the smoke DAG under both engines, resume, chaos with 20+ kills; about 45-60 min on 2 cores) run with: make test-slow;" \
 	      "the SLURM suite (marker slurm, about 7 minutes) with: make test-slurm (CI runs all three)"
 
 ## test-slow: the end-to-end suites (the smoke DAG under both engines, reruns, resume, the report in Chromium)
