@@ -352,7 +352,14 @@ def test_search_budget_change_reruns_only_descendants(first_run: tuple[Path, dic
     expected |= {f"final_distill@{t}" for t in ("sst2", "mrpc", "squad_v1")}
     expected |= {f"evaluate@student-{t}" for t in ("sst2", "mrpc", "squad_v1")}
     expected |= {f"export@{t}" for t in ("sst2", "mrpc", "squad_v1")}
-    assert ran == expected
+    # the variants descend from stage 3 too (its winner; EfficientBERT+ also its multi-task weights)
+    expected |= {f"variant_general@{v}" for v in ("plus", "tiny", "plusplus")}
+    variant_tasks = {"student_plus": ("sst2", "mrpc"), "student_tiny": ("sst2", "mrpc", "squad_v1")}
+    variant_tasks["student_plusplus"] = variant_tasks["student_tiny"]
+    for model, tasks in variant_tasks.items():
+        for family in ("variant_distill", "evaluate", "variant_export"):
+            expected |= {f"{family}@{model}-{t}" for t in tasks}
+    assert ran == expected, (sorted(ran - expected), sorted(expected - ran))
     assert "candidates: 5" in (project / "params.yaml").read_text()
     # the larger budget continued the search: the first four candidates are the ones evaluated before
     after = pd.read_csv(project / "results/search_stage3/hall_of_fame.csv")[columns].set_index("index")
