@@ -99,9 +99,9 @@ def chaos_command(
         raise EffbertError(
             dry.stderr.strip().splitlines()[-1] if dry.stderr.strip() else "effbert run --dry-run failed"
         )
-    stages = [stage for stage in dag.load_stages(root) if not stage.optional]
-    commands = {stage.command for stage in dag.load_stages(root)}
-    expected = {stage.command for stage in stages if not targets or stage.name in targets}
+    stages = dag.load_stages(root)
+    commands = {stage.command for stage in stages}
+    expected = {s.command for s in stages if not s.optional and (not targets or s.name in targets)}
 
     def report(kill: chaos.Kill) -> None:
         click.echo(f"effbert chaos: SIGKILL {kill.label} (run {kill.attempt}, {kill.after_seconds:.1f} s in)", err=True)

@@ -488,9 +488,13 @@ def _write_lineage_file(directory: Path, record: Mapping[str, Any]) -> None:
 
 def running_runs(configured_uri: str | None, experiment: str) -> list[str]:
     """The ids of the experiment's runs still RUNNING (a run whose process died without ending it)."""
-    backend = MlflowBackend(configured_uri, experiment)
-    runs = backend.client.search_runs([backend.experiment_id], filter_string="attributes.status = 'RUNNING'")
-    return [run.info.run_id for run in runs]
+    return [run.info.run_id for run in _running(MlflowBackend(configured_uri, experiment))]
+
+
+def _running(backend: MlflowBackend, tags: Mapping[str, str] | None = None) -> list[Any]:
+    """The experiment's runs still RUNNING, those with the given tag values only when ``tags`` are given."""
+    conditions = ["attributes.status = 'RUNNING'", *(f"tags.`{k}` = '{v}'" for k, v in (tags or {}).items())]
+    return list(backend.client.search_runs([backend.experiment_id], filter_string=" and ".join(conditions)))
 
 
 WORKSPACE_TAG, PID_TAG = "effbert.workspace", "effbert.pid"
@@ -519,13 +523,8 @@ def _alive(pid: str | None) -> bool:
 def end_orphaned_runs(backend: MlflowBackend) -> list[str]:
     """Mark KILLED this workspace's runs left RUNNING by a process that no longer exists (a stage or a pipeline
     killed by SIGKILL or a power cut cannot end its own run); return their names."""
-    workspace = workspace_tags()[WORKSPACE_TAG]
-    runs = backend.client.search_runs(
-        [backend.experiment_id],
-        filter_string=f"attributes.status = 'RUNNING' and tags.`{WORKSPACE_TAG}` = '{workspace}'",
-    )
     ended = []
-    for run in runs:
+    for run in _running(backend, {WORKSPACE_TAG: workspace_tags()[WORKSPACE_TAG]}):
         if not _alive(run.data.tags.get(PID_TAG)):
             backend.client.set_terminated(run.info.run_id, status="KILLED")
             ended.append(run.data.tags.get("mlflow.runName", run.info.run_id))
