@@ -58,17 +58,17 @@ class StageSpec:
 
     @property
     def is_training(self) -> bool:
-        """Whether the stage trains (a GPU job under SLURM: `effbert.launch.GPU_COMMANDS`)."""
-        from effbert.launch import GPU_COMMANDS
+        """Whether the stage trains (a GPU job under SLURM: `effbert.launch.trains`)."""
+        from effbert.launch import trains
 
-        return self.command in GPU_COMMANDS
+        return trains(self.cmd.split()[1:])
 
     @property
     def is_ddp(self) -> bool:
-        """Whether the stage trains on several processes when ``launch`` asks (`effbert.launch.DDP_COMMANDS`)."""
-        from effbert.launch import DDP_COMMANDS
+        """Whether the stage trains on several processes when ``launch`` asks (`effbert.launch.trains_distributed`)."""
+        from effbert.launch import trains_distributed
 
-        return self.command in DDP_COMMANDS
+        return trains_distributed(self.cmd.split()[1:])
 
 
 def train_nodes(root: Path) -> int:

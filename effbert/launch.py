@@ -39,6 +39,10 @@ are not among them: they already spread candidates over ``search.workers`` proce
 GPU_COMMANDS = DDP_COMMANDS | {"search-stage1", "search-stage2"}
 """The stage commands that train (a SLURM job with GPUs: workflow/rules/dvc_stages.smk)."""
 
+UNTRAINED_VARIANTS = {"final-distill-general": frozenset({"plus"})}
+"""Command lines of a training command that train nothing: EfficientBERT+'s start only cuts the winner out of
+stage 3's weight-sharing supernet (``final-distill-general --variant plus``), so it runs as one process on a CPU."""
+
 RANK_ENV = "RANK"
 """Set by ``torchrun`` in every process it starts (the global rank)."""
 
@@ -58,27 +62,41 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def _params_file(args: Sequence[str]) -> Path:
-    """The ``--params`` value of a stage command line (``params.yaml`` by default)."""
+def _option(args: Sequence[str], name: str) -> str | None:
+    """The value of option ``name`` (``--params``) on a stage command line, or None when it is not given."""
     for i, arg in enumerate(args):
-        if arg == "--params" and i + 1 < len(args):
-            return Path(args[i + 1])
-        if arg.startswith("--params="):
-            return Path(arg.split("=", 1)[1])
-    return Path("params.yaml")
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(f"{name}="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _trains_nothing(args: Sequence[str]) -> bool:
+    return _option(args[1:], "--variant") in UNTRAINED_VARIANTS.get(args[0], frozenset())
+
+
+def trains(args: Sequence[str]) -> bool:
+    """Whether the stage command line ``args`` (``["final-distill", "--task", ...]``) trains: a GPU job under SLURM."""
+    return bool(args) and args[0] in GPU_COMMANDS and not _trains_nothing(args)
+
+
+def trains_distributed(args: Sequence[str]) -> bool:
+    """Whether the stage command line ``args`` trains through the Trainer, on ``launch.train_gpus`` processes."""
+    return bool(args) and args[0] in DDP_COMMANDS and not _trains_nothing(args)
 
 
 def relaunch(args: Sequence[str]) -> tuple[list[str], dict[str, str]] | None:
     """The ``torchrun`` command line that runs ``effbert <args>`` on ``launch.train_gpus`` processes and the
     environment it adds (on a machine without CUDA: Accelerate's multi-CPU mode, gloo), or None when the command
     runs as it is (not a training stage, one process, already under ``torchrun``, or ``--help``)."""
-    if not args or args[0] not in DDP_COMMANDS or RANK_ENV in os.environ:
+    if not trains_distributed(args) or RANK_ENV in os.environ:
         return None
     if any(a in ("-h", "--help") for a in args):
         return None
     from effbert.params import load
 
-    launch = load(_params_file(args[1:])).launch
+    launch = load(Path(_option(args[1:], "--params") or "params.yaml")).launch
     processes = launch.train_gpus
     if processes <= 1 and launch.nodes <= 1:
         return None

@@ -79,6 +79,16 @@ def test_every_training_command_is_a_command() -> None:
     assert DDP_COMMANDS < GPU_COMMANDS <= set(COMMANDS)
 
 
+def test_efficientbert_plus_start_trains_nothing_so_it_runs_as_one_process() -> None:
+    """``final-distill-general --variant plus`` only cuts weights: no torchrun relaunch, no GPU job under SLURM."""
+    from effbert.launch import relaunch, trains, trains_distributed
+
+    plus = ["final-distill-general", "--supernet", "s", "--variant", "plus", "--params", "params/smoke.yaml"]
+    tiny = [*plus[:4], "--variant=tiny", *plus[6:]]
+    assert not trains(plus) and not trains_distributed(plus) and relaunch(plus) is None
+    assert trains(tiny) and trains_distributed(tiny) and trains(["search-stage1"]) and not trains([])
+
+
 def test_inputs_map_onto_producing_outputs() -> None:
     stages = dag.load_stages(ROOT)
     summary = next(s for s in stages if s.name == "eval_summary")
