@@ -36,14 +36,14 @@ demo: venv
 test: venv lint browser
 	$(BIN)/python -m pytest tests -x -q -m "not slow and not slurm and not chaos"
 	@echo "make test: the end-to-end suites (marker slow: the smoke DAG under both engines, resume; about 30-45 min on 2 cores) run with: make test-slow; the 20-kill chaos run (marker chaos, about 25 min) with: make test-chaos;" \
-	      "the SLURM suite (marker slurm, about 7 minutes) with: make test-slurm (CI runs all three)"
+	      "the SLURM suite (marker slurm, about 7 minutes) with: make test-slurm (CI runs all of them)"
 
 ## test-slow: the end-to-end suites (the smoke DAG under both engines, reruns, resume, the report in Chromium)
 test-slow: venv browser
 	$(BIN)/python -m pytest tests -x -q -m "slow and not slurm and not chaos"
 
-## test-chaos: the pipeline under 24 random SIGKILLs against an uninterrupted run (effbert chaos; not yet in CI:
-## which stages get hit depends on the machine's speed, see RESULTS.md "Faults")
+## test-chaos: the EfficientBERT DAG under 24 random SIGKILLs, every stage kind and both search pools hit, against
+## an uninterrupted run (effbert chaos; its trace in the test's logs/chaos.log)
 test-chaos: venv
 	$(BIN)/python -m pytest tests -x -q -m chaos
 

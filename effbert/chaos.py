@@ -2,14 +2,17 @@
 completes, then check that nothing was lost.
 
 The driver starts ``effbert run`` (with the given params and options), watches the processes under it, and kills
-one stage process at a time: an ``effbert <stage command>`` process (DVC or Snakemake started it), or a worker
-process such a stage started (the search's parallel candidate evaluations, a ``torchrun`` rank). Which process and
-when come from a seeded random generator: the first time a stage kind (its command, a worker of it) appears it is
-always a target, so every kind the pipeline runs gets hit; later ones are hit with probability ``kill_share``. The
-kill comes ``min_delay``..``max_delay`` seconds after the process was first seen (the first of a kind within the
-first third of that range, so short stages are hit too; a process gone by then is not counted), and kills of a kind
-already hit are spared while the budget is needed for the DAG's kinds not hit yet. A killed stage fails its engine,
-``effbert run`` exits non-zero and is started again, up to ``kills`` kills; then it runs to the end undisturbed.
+stage processes: an ``effbert <stage command>`` process (DVC or Snakemake started it), or a worker process such a
+stage started (the search's parallel candidate evaluations, a ``torchrun`` rank; Python's pool helpers excepted).
+Which process and when come from a seeded random generator: the first process of a kind (its command, or
+``<command> worker``) is always a target, so every kind the pipeline runs gets hit; later ones are targets with
+probability ``kill_share``. The kill comes ``min_delay``..``max_delay`` seconds after the process was first seen
+(the first of a kind within the first third of that range, so short stages are hit too; a process gone by then is
+not counted). Several kills can be planned at once, so a pending one never shields a process that appears
+meanwhile. A process of a kind already hit is spared while the kills left are needed for the expected kinds not hit
+yet, and while its own workers are not hit yet (so a stage that keeps dying early still lets its workers start).
+A killed stage fails its engine, ``effbert run`` exits non-zero and is started again, up to ``kills`` kills; then it
+runs to the end undisturbed. Every process seen and every decision goes to the trace (``logs/chaos.log``).
 
 After the last run, :func:`leftovers` lists what an interrupted run may leave behind (``.partial-*`` output folders,
 resumable state under ``.effbert/checkpoints``), and :func:`compare_results` compares the workspace with a reference
@@ -96,8 +99,13 @@ def stage_command_of(cmdline: Sequence[str], commands: Iterable[str]) -> tuple[s
     return None
 
 
+HELPER_PROCESSES = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+"""Python's helper processes beside a pool's workers (they hold no work of the stage): never a victim."""
+
+
 def _victims(root_pid: int, commands: Iterable[str]) -> list[Victim]:
-    """The stage processes under ``root_pid`` and the worker processes under those."""
+    """The stage processes under ``root_pid`` and the worker processes under those (Python's pool helpers
+    excepted: `HELPER_PROCESSES`)."""
     import psutil
 
     try:
@@ -105,17 +113,20 @@ def _victims(root_pid: int, commands: Iterable[str]) -> list[Victim]:
     except psutil.NoSuchProcess:
         return []
     stages: dict[int, tuple[str, str]] = {}
-    found: list[Victim] = []
+    cmdlines: dict[int, list[str]] = {}
     for process in descendants:
         try:
-            found_command = stage_command_of(process.cmdline(), commands)
+            cmdlines[process.pid] = process.cmdline()
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
+        found_command = stage_command_of(cmdlines[process.pid], commands)
         if found_command is not None:
             stages[process.pid] = found_command
-            found.append(Victim(process.pid, *found_command))
+    found = [Victim(pid, *command) for pid, command in stages.items()]
     for process in descendants:
-        if process.pid in stages:
+        if process.pid in stages or process.pid not in cmdlines:
+            continue
+        if any(helper in token for token in cmdlines[process.pid] for helper in HELPER_PROCESSES):
             continue
         try:
             parent = process.ppid()
@@ -129,11 +140,33 @@ def _victims(root_pid: int, commands: Iterable[str]) -> list[Victim]:
 
 @dataclass
 class _Watch:
-    """The driver's state inside one pipeline run: when each process was first seen and the chosen victim."""
+    """The driver's state inside one pipeline run: when each process was first seen, the processes decided on and
+    the kills planned (several at once: a pending kill of one process never delays another's)."""
 
     seen: dict[int, float] = field(default_factory=dict)
     decided: set[int] = field(default_factory=set)
-    target: tuple[Victim, float] | None = None  # the victim and the moment to kill it
+    targets: dict[int, tuple[Victim, float]] = field(default_factory=dict)  # pid: the victim, the moment to kill it
+
+
+@dataclass
+class _Budget:
+    """The kills still to send, the kinds the run will start, the chance and delays of a kill."""
+
+    kills_left: int
+    expected_kinds: set[str]
+    share: float
+    delays: tuple[float, float]
+
+    def spares(self, kind: str, hit_kinds: set[str], planned: int) -> str | None:
+        """Why a process of ``kind`` (a kind already hit) is spared, or None when it may be a target: the kills
+        left (less the ``planned`` ones) are all needed for the expected kinds not hit yet, or its own workers are
+        not hit yet (killing it again would take them down before their turn)."""
+        unhit = self.expected_kinds - hit_kinds
+        if self.kills_left - planned <= len(unhit):
+            return "kills kept for the kinds not hit yet"
+        if kind + WORKER_SUFFIX in unhit:
+            return "its workers are not hit yet"
+        return None
 
 
 def _choose(
@@ -142,56 +175,56 @@ def _choose(
     hit_kinds: set[str],
     budget: _Budget,
     rng: random.Random,
+    trace: Callable[[str], None],
 ) -> None:
-    """Pick the next victim among processes not yet decided on: a kind not hit yet always (soon after it starts, so
-    short stages are hit too); a kind already hit with chance ``share``, and only while the kills left exceed the
-    stage kinds of the DAG not hit yet (so every kind gets its kill)."""
+    """Decide on each process not decided yet: a kind not hit yet (and not already planned) is always a target, soon
+    after it appears (the first third of the delays, so short stages are hit too); a kind already hit is one with
+    chance ``share`` unless `_Budget.spares` it."""
     now = time.monotonic()
     low, high = budget.delays
+    planned_kinds = {victim.kind for victim, _ in watch.targets.values()}
     for victim in victims:
-        watch.seen.setdefault(victim.pid, now)
-        if watch.target is not None or victim.pid in watch.decided:
+        if victim.pid in watch.decided:
             continue
         watch.decided.add(victim.pid)
-        if victim.kind in hit_kinds:
-            unseen = len(budget.expected_kinds - hit_kinds)
-            if budget.kills_left <= unseen or rng.random() >= budget.share:
+        watch.seen[victim.pid] = now
+        if len(watch.targets) >= budget.kills_left:
+            trace(f"seen {victim.label} (pid {victim.pid}): spared, every kill left is planned")
+            continue
+        if victim.kind not in hit_kinds and victim.kind not in planned_kinds:
+            delay = rng.uniform(low, low + (high - low) / 3)
+        else:
+            reason = budget.spares(victim.kind, hit_kinds | planned_kinds, len(watch.targets))
+            if reason is None and rng.random() >= budget.share:
+                reason = "not drawn"
+            if reason is not None:
+                trace(f"seen {victim.label} (pid {victim.pid}): spared, {reason}")
                 continue
             delay = rng.uniform(low, high)
-        else:
-            delay = rng.uniform(low, low + (high - low) / 3)
-        watch.target = (victim, watch.seen[victim.pid] + delay)
+        watch.targets[victim.pid] = (victim, now + delay)
+        planned_kinds.add(victim.kind)
+        trace(f"seen {victim.label} (pid {victim.pid}): SIGKILL planned in {delay:.1f} s")
 
 
-@dataclass
-class _Budget:
-    """The kills still to send, the kinds the DAG will run, the chance and delays of a kill."""
-
-    kills_left: int
-    expected_kinds: set[str]
-    share: float
-    delays: tuple[float, float]
-
-
-def _kill_due(watch: _Watch, live: set[int], attempt: int) -> Kill | None:
-    """Kill the chosen victim if its moment has come and it still runs; forget it if it is gone."""
+def _kill_due(watch: _Watch, live: set[int], attempt: int, trace: Callable[[str], None]) -> Kill | None:
+    """Send the SIGKILL whose moment has come (the earliest, one per call); forget planned victims already gone."""
     import os
     import signal
 
-    if watch.target is None:
+    for pid in [pid for pid in watch.targets if pid not in live]:
+        victim, _ = watch.targets.pop(pid)
+        trace(f"{victim.label} (pid {pid}) ended before its SIGKILL")
+    due = [(moment, pid) for pid, (_, moment) in watch.targets.items() if moment <= time.monotonic()]
+    if not due:
         return None
-    victim, moment = watch.target
-    if victim.pid not in live:
-        watch.target = None
-        return None
-    if time.monotonic() < moment:
-        return None
-    watch.target = None
+    _, pid = min(due)
+    victim, _ = watch.targets.pop(pid)
     try:
-        os.kill(victim.pid, signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
+        trace(f"{victim.label} (pid {pid}) ended before its SIGKILL")
         return None
-    return Kill(victim.kind, victim.label, attempt, round(time.monotonic() - watch.seen[victim.pid], 2))
+    return Kill(victim.kind, victim.label, attempt, round(time.monotonic() - watch.seen[pid], 2))
 
 
 def run_with_kills(
@@ -206,6 +239,7 @@ def run_with_kills(
     kill_share: float = 0.5,
     max_attempts: int | None = None,
     on_kill: Callable[[Kill], None] | None = None,
+    trace: Callable[[str], None] | None = None,
 ) -> ChaosOutcome:
     """Run ``command`` (an ``effbert run`` line) in ``cwd`` until it exits 0, killing up to ``kills`` stage
     processes on the way (see the module doc); a run that fails without a kill ends the chaos run (a real failure).
@@ -216,11 +250,13 @@ def run_with_kills(
         kills: how many SIGKILLs to send in all.
         seed: seeds the choice of victims and moments.
         commands: the stage commands whose processes are targets (``effbert.dag``'s stages' commands).
-        expected_kinds: the commands the run's DAG runs (kills are kept for those not hit yet).
+        expected_kinds: the kinds the run will start (stage commands, ``<command> worker``): kills are kept for
+            those not hit yet.
         delays: seconds after a process is first seen before it is killed, drawn uniformly.
         kill_share: the chance a process of an already hit kind is a target.
         max_attempts: pipeline runs allowed (default ``kills + 2``).
         on_kill: called after every kill (progress).
+        trace: called with a line for every process seen and every decision (the chaos log).
     """
     rng = random.Random(seed)
     commands = list(commands)
@@ -231,24 +267,37 @@ def run_with_kills(
     while outcome.attempts < limit:
         outcome.attempts += 1
         process = subprocess.Popen(list(command), cwd=cwd, start_new_session=True)
+        log = _stamped(trace, started, outcome.attempts)
+        log(f"pipeline run {outcome.attempts} started (pid {process.pid})")
         watch, killed_now = _Watch(), 0
         while process.poll() is None:
-            if len(outcome.kills) < kills:
-                victims = _victims(process.pid, commands)
-                _choose(watch, victims, set(outcome.kinds()), budget, rng)
-                kill = _kill_due(watch, {v.pid for v in victims}, outcome.attempts)
-                if kill is not None:
-                    outcome.kills.append(kill)
-                    budget.kills_left -= 1
-                    killed_now += 1
-                    if on_kill is not None:
-                        on_kill(kill)
+            victims = _victims(process.pid, commands) if budget.kills_left > 0 else []
+            _choose(watch, victims, set(outcome.kinds()), budget, rng, log)
+            kill = _kill_due(watch, {v.pid for v in victims}, outcome.attempts, log) if budget.kills_left > 0 else None
+            if kill is not None:
+                outcome.kills.append(kill)
+                budget.kills_left -= 1
+                killed_now += 1
+                log(f"SIGKILL {kill.label} {kill.after_seconds:.1f} s after it appeared")
+                if on_kill is not None:
+                    on_kill(kill)
             time.sleep(0.1)
         outcome.returncode = process.returncode
+        log(f"pipeline run {outcome.attempts} exited {process.returncode}")
         if process.returncode == 0 or killed_now == 0:
             break
     outcome.seconds = round(time.monotonic() - started, 1)
     return outcome
+
+
+def _stamped(trace: Callable[[str], None] | None, started: float, attempt: int) -> Callable[[str], None]:
+    """``trace`` with each line prefixed by the seconds since the chaos run started and the pipeline run's number."""
+
+    def log(line: str) -> None:
+        if trace is not None:
+            trace(f"{time.monotonic() - started:8.1f} s  run {attempt:2d}  {line}")
+
+    return log
 
 
 KEPT_STATE = "search_stage*/search/*"

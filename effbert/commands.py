@@ -88,9 +88,11 @@ def chaos_command(
     import subprocess
 
     from effbert import chaos, dag, tracking
+    from effbert.launch import POOLED_COMMANDS
     from effbert.params import load
 
-    settings = load(Path(params_file), list(overrides)).tracking
+    params = load(Path(params_file), list(overrides))
+    settings = params.tracking
     root = tracking.project_root()
     line = ["effbert", "run", "--params", params_file, "--engine", engine]
     line += [arg for value in overrides for arg in ("--set", value)] + [a for t in targets for a in ("--target", t)]
@@ -102,19 +104,32 @@ def chaos_command(
     stages = dag.load_stages(root)
     commands = {stage.command for stage in stages}
     expected = {s.command for s in stages if not s.optional and (not targets or s.name in targets)}
+    if params.search.workers > 1:  # their workers are a kind of their own
+        expected |= {command + chaos.WORKER_SUFFIX for command in POOLED_COMMANDS & expected}
 
     def report(kill: chaos.Kill) -> None:
         click.echo(f"effbert chaos: SIGKILL {kill.label} (run {kill.attempt}, {kill.after_seconds:.1f} s in)", err=True)
 
-    outcome = chaos.run_with_kills(
-        line, root, kills=kills, seed=seed, commands=commands, expected_kinds=expected, delays=delay, on_kill=report
-    )
+    trace_path = root / "logs" / "chaos.log"
+    trace_path.parent.mkdir(parents=True, exist_ok=True)
+    with trace_path.open("w", encoding="utf-8", buffering=1) as trace_file:
+        outcome = chaos.run_with_kills(
+            line,
+            root,
+            kills=kills,
+            seed=seed,
+            commands=commands,
+            expected_kinds=expected,
+            delays=delay,
+            on_kill=report,
+            trace=lambda text: print(text, file=trace_file),
+        )
     problems = [f"left behind: {path}" for path in chaos.leftovers(root)]
     running = tracking.running_runs(settings.tracking_uri, settings.experiment)
     problems += [f"tracking run {run} still RUNNING" for run in running]
     if reference is not None:
         problems += chaos.compare_results(root / "results", Path(reference) / "results")
-    click.echo(chaos.summary(outcome, problems))
+    click.echo(chaos.summary(outcome, problems) + f"\neffbert chaos: every process seen and decision: {trace_path}")
     sys.exit(0 if outcome.returncode == 0 and not problems else 1)
 
 

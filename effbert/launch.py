@@ -36,7 +36,10 @@ DDP_COMMANDS = frozenset(
 """The stage commands that train through the Trainer and relaunch under ``torchrun``. The search's stages 1 and 2
 are not among them: they already spread candidates over ``search.workers`` processes."""
 
-GPU_COMMANDS = DDP_COMMANDS | {"search-stage1", "search-stage2"}
+POOLED_COMMANDS = frozenset({"search-stage1", "search-stage2"})
+"""The stage commands that evaluate candidates in a pool of ``search.workers`` spawned processes."""
+
+GPU_COMMANDS = DDP_COMMANDS | POOLED_COMMANDS
 """The stage commands that train (a SLURM job with GPUs: workflow/rules/dvc_stages.smk)."""
 
 UNTRAINED_VARIANTS = {"final-distill-general": frozenset({"plus"})}

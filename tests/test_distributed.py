@@ -66,15 +66,15 @@ def test_two_processes_train_like_one_with_the_same_global_batch(project: Path) 
 
 @pytest.mark.slow
 def test_the_smoke_dag_runs_every_training_stage_on_two_processes(project: Path) -> None:
-    """Every training stage of every method under torchrun with two gloo processes, end to end (about 10 minutes
-    on 2 cores): each wrote its outputs once (rank 0) and its second process logged beside it."""
+    """Every training stage of every method under torchrun with two gloo processes, end to end, on a GLUE task and
+    span QA (about 8 minutes on 2 cores): each wrote its outputs once (rank 0) and its second process logged beside
+    it. The variants are left out: their stages run the same commands as the main student's."""
     from effbert import dag
 
-    result = run_cli(["effbert", "run", "--params", "params/smoke.yaml", "--set", "launch.train_gpus=2"], project, 3000)
+    settings = ["--set", "launch.train_gpus=2", "--set", "tasks=[sst2, squad_v1]", "--set", "variants=[]"]
+    result = run_cli(["effbert", "run", "--params", "params/smoke.yaml", *settings], project, 3000)
     assert result.returncode == 0, result.stderr[-4000:]
-    stages = [s for s in dag.load_stages(project) if not s.optional]
-    training = [s for s in stages if s.is_ddp]
-    assert {s.name for s in stages if s.command == "final-distill-general" and not s.is_ddp} == {"variant_general@plus"}
+    training = [s for s in dag.load_stages(project) if not s.optional and s.is_ddp]
     assert {s.family for s in training} >= {
         "finetune_teacher",
         "warmup_kd",

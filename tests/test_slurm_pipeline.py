@@ -38,6 +38,8 @@ def test_smoke_dag_runs_as_slurm_jobs(project: Path, tmp_path: Path) -> None:
                 "params/smoke.yaml",
                 "--set",  # one task keeps every kind of stage and the suite's time in check
                 "tasks=[sst2]",
+                "--set",  # the variants run the main student's commands (the smoke DAG tests run them)
+                "variants=[]",
                 "--engine",
                 "snakemake",
                 "--profile",
