@@ -32,7 +32,7 @@ $(STAMP): requirements/lock.txt requirements/teacher.txt pyproject.toml
 demo: venv
 	$(BIN)/effbert run --params params/demo.yaml
 
-## test: lint, type-check and every test suite but the slow end-to-end and SLURM ones (minutes on 2 cores)
+## test: lint, type-check and every test suite but the slow end-to-end, SLURM and chaos ones (minutes on 2 cores)
 test: venv lint browser
 	$(BIN)/python -m pytest tests -x -q -m "not slow and not slurm and not chaos"
 	@echo "make test: the end-to-end suites (marker slow: the smoke DAG under both engines, resume; about 30-45 min on 2 cores) run with: make test-slow; the 20-kill chaos run (marker chaos, about 8 min) with: make test-chaos;" \

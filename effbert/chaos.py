@@ -140,11 +140,10 @@ def _victims(root_pid: int, commands: Iterable[str]) -> list[Victim]:
 
 @dataclass
 class _Watch:
-    """The driver's state inside one pipeline run: when each process was first seen, the processes decided on and
+    """The driver's state inside one pipeline run: when each process was first seen (and decided on, at once) and
     the kills planned (several at once: a pending kill of one process never delays another's)."""
 
     seen: dict[int, float] = field(default_factory=dict)
-    decided: set[int] = field(default_factory=set)
     targets: dict[int, tuple[Victim, float]] = field(default_factory=dict)  # pid: the victim, the moment to kill it
 
 
@@ -184,9 +183,8 @@ def _choose(
     low, high = budget.delays
     planned_kinds = {victim.kind for victim, _ in watch.targets.values()}
     for victim in victims:
-        if victim.pid in watch.decided:
+        if victim.pid in watch.seen:
             continue
-        watch.decided.add(victim.pid)
         watch.seen[victim.pid] = now
         if len(watch.targets) >= budget.kills_left:
             trace(f"seen {victim.label} (pid {victim.pid}): spared, every kill left is planned")
@@ -271,16 +269,17 @@ def run_with_kills(
         log(f"pipeline run {outcome.attempts} started (pid {process.pid})")
         watch, killed_now = _Watch(), 0
         while process.poll() is None:
-            victims = _victims(process.pid, commands) if budget.kills_left > 0 else []
-            _choose(watch, victims, set(outcome.kinds()), budget, rng, log)
-            kill = _kill_due(watch, {v.pid for v in victims}, outcome.attempts, log) if budget.kills_left > 0 else None
-            if kill is not None:
-                outcome.kills.append(kill)
-                budget.kills_left -= 1
-                killed_now += 1
-                log(f"SIGKILL {kill.label} {kill.after_seconds:.1f} s after it appeared")
-                if on_kill is not None:
-                    on_kill(kill)
+            if budget.kills_left > 0:
+                victims = _victims(process.pid, commands)
+                _choose(watch, victims, set(outcome.kinds()), budget, rng, log)
+                kill = _kill_due(watch, {v.pid for v in victims}, outcome.attempts, log)
+                if kill is not None:
+                    outcome.kills.append(kill)
+                    budget.kills_left -= 1
+                    killed_now += 1
+                    log(f"SIGKILL {kill.label} {kill.after_seconds:.1f} s after it appeared")
+                    if on_kill is not None:
+                        on_kill(kill)
             time.sleep(0.1)
         outcome.returncode = process.returncode
         log(f"pipeline run {outcome.attempts} exited {process.returncode}")
