@@ -89,6 +89,25 @@ def test_efficientbert_plus_start_trains_nothing_so_it_runs_as_one_process() -> 
     assert trains(tiny) and trains_distributed(tiny) and trains(["search-stage1"]) and not trains([])
 
 
+def test_a_stage_reserves_the_threads_its_params_give_and_timing_stages_run_alone() -> None:
+    """Snakemake runs stages side by side only where their ``threads`` params say they fit (StageSpec.threads)."""
+
+    def spec(**params: object) -> dag.StageSpec:
+        return dag.StageSpec("s", "s", "effbert s", deps=(), outs=(), params=dict(params))
+
+    section = {"epochs": 1.0, "threads": 1, "task_overrides": {"sst2": {"epochs": 2.0, "threads": None}}}
+    assert spec(seed=42, finetune_teacher=section).threads(2) == 1  # an override's null inherits
+    assert spec(finetune_teacher={**section, "threads": None}).threads(2) == 2  # null: torch's default, every core
+    assert spec(prepare_data={"num_proc": 1}).threads(4) == 4  # no threads key: every core
+    assert spec(**{"finetune_teacher.threads": 3}).threads(2) == 2  # at most the cores
+    overrides = {"sst2": {"threads": 2}}
+    assert spec(t={"threads": 1, "task_overrides": overrides}).threads(4) == 2  # every task's override counts
+    theseus = {"compress": {"threads": 1}, "finetune": {"threads": 1}}
+    assert spec(theseus=theseus, **{"search.latency": {"threads": 1}}).threads(2) == 2  # it times models: alone
+    assert spec(theseus=theseus, latency={"threads": None}).threads(2) == 2
+    assert spec(theseus=theseus).threads(2) == 1
+
+
 def test_inputs_map_onto_producing_outputs() -> None:
     stages = dag.load_stages(ROOT)
     summary = next(s for s in stages if s.name == "eval_summary")

@@ -2,6 +2,9 @@
 # Inputs map onto the producing stages' outputs (effbert.dag.snakemake_inputs); tracked params become rule
 # params, so Snakemake's params trigger fires exactly when DVC's does. Training rules ask for
 # `gpu=config["train_gpus"]` GPUs when that is set (`--config train_gpus=1`; see workflow/profiles/slurm).
+# A rule's threads are its stage's CPU threads from params (effbert.dag.StageSpec.threads; a null or absent
+# `threads` key and every stage that times models: all of this machine's cores, which Snakemake caps at --cores),
+# so independent stages run side by side only where they fit, and Snakemake hands the count on as OMP_NUM_THREADS.
 import os
 from pathlib import Path
 
@@ -11,6 +14,7 @@ ROOT = Path(workflow.basedir).resolve()
 STAGES = dag.load_stages(ROOT)
 os.environ.setdefault("EFFBERT_ROOT", str(ROOT))
 TRAIN_GPUS = int(config.get("train_gpus", 0))
+CORES = os.cpu_count() or 1
 # launch.nodes > 1: a training job gets that many nodes, one task each (effbert.launch srun's one torchrun per node)
 TRAIN_NODES = dag.train_nodes(ROOT)
 
@@ -24,6 +28,7 @@ for _stage in STAGES:
         name: _stage.rule
         input: dag.snakemake_inputs(_stage, STAGES, ROOT)
         output: [_output(out) for out in _stage.outs]
+        threads: _stage.threads(CORES)
         params:
             _cmd=_stage.cmd,
             **{key.replace(".", "__"): repr(value) for key, value in _stage.params.items()},
