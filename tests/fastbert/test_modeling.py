@@ -216,3 +216,15 @@ def test_time_sweep_returns_a_record_per_speed_and_batch_size() -> None:
     assert records[0]["mean_exit_layer"] == 4.0 and records[2]["mean_exit_layer"] == 1.0
     few = time_sweep(model, rows(6, 7), [0.0], [1, 8], seq_len=12, runs=1, warmup=0, threads=1, latency_rows=3)
     assert [(r["batch_size"], r["batches"], r["calls"]) for r in few] == [(1, 3, 3), (8, 1, 1)]  # rows repeat to 8
+    assert [r["timed_with"] for r in records] == [0.0, 0.0, 1.0, 1.0]  # different layers run: timed apart
+
+
+def test_thresholds_that_run_the_same_layers_share_one_timing() -> None:
+    """At a batch size where two thresholds run every batch to the same depth (the same computation), the later one
+    reuses the earlier one's times instead of timing the same work again."""
+    model = trained_model(sst2_teacher())
+    records = time_sweep(model, rows(6, 7), [0.0, 1e-9, 1.0], [1, 6], seq_len=12, runs=2, warmup=1, threads=1)
+    by = {(r["speed"], r["batch_size"]): r for r in records}
+    assert by[(1e-9, 6)]["timed_with"] == 0.0 and by[(1e-9, 6)]["median_ms"] == by[(0.0, 6)]["median_ms"]
+    assert by[(1.0, 6)]["timed_with"] == 1.0 and by[(1.0, 6)]["mean_layers_run"] == 1.0
+    assert by[(0.0, 6)]["mean_layers_run"] == by[(1e-9, 6)]["mean_layers_run"] == 4.0

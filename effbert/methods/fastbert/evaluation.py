@@ -130,18 +130,32 @@ def padded_rows(rows: Any, seq_len: int, pad_token_id: int, device: torch.device
 
 
 def _time_batches(
-    model: Any, batches: list[dict[str, torch.Tensor]], speed: float, runs: int, warmup: int, device: torch.device
-) -> tuple[list[float], torch.Tensor, list[int]]:
+    model: Any,
+    batches: list[dict[str, torch.Tensor]],
+    speed: float,
+    runs: int,
+    warmup: int,
+    device: torch.device,
+    timed: dict[tuple[int, tuple[int, ...]], tuple[float, list[float]]],
+) -> tuple[list[float], torch.Tensor, list[int], float]:
     """Milliseconds of ``max(runs, len(batches))`` calls cycling through ``batches`` after ``warmup`` untimed calls
-    per batch; the exit layers (per row) and layers run (per batch) of one pass over them."""
+    per batch; the exit layers (per row) and layers run (per batch) of one pass over them; the threshold timed.
+
+    ``timed`` maps (batch size, layers run per batch) to the threshold and times of an earlier timing: the same
+    layers on the same batches are the same computation, so its times are reused (and ``timed`` gains new ones)."""
     calls = [partial(model.exit_forward, **batch, speed=speed, rule="batch") for batch in batches]
     results = [call() for call in calls]
+    exits, layers_run = torch.cat([r.exit_layers.cpu() for r in results]), [r.layers_run for r in results]
+    key = (int(batches[0]["input_ids"].shape[0]), tuple(layers_run))
+    if key in timed:
+        return timed[key][1], exits, layers_run, timed[key][0]
     for call in calls:
         time_calls(call, warmup, device)
     times: list[float] = []
     for index in range(max(runs, len(calls))):
         times += time_calls(calls[index % len(calls)], 1, device)
-    return times, torch.cat([r.exit_layers.cpu() for r in results]), [r.layers_run for r in results]
+    timed[key] = (float(speed), times)
+    return times, exits, layers_run, float(speed)
 
 
 def _latency_record(
@@ -183,7 +197,9 @@ def time_sweep(
     dev split and ``fastbert.latency_rows``), padded to ``seq_len``, are cut into batches of ``b`` (an incomplete
     last batch is dropped; with fewer rows than ``b`` the rows repeat to fill one batch). Each (threshold, size)
     times ``max(runs, batches)`` calls cycling through the batches, after ``warmup`` untimed calls per batch, on the
-    model's device in inference mode with ``threads`` torch threads.
+    model's device in inference mode with ``threads`` torch threads. Thresholds under which every batch runs the
+    same layers as under an earlier one at that size do the same computation, so they share its timing (``timed_with``
+    names that threshold; at batch 32 most thresholds run every layer).
 
     Returns:
         One record per (speed, batch size), speeds outer: ``speed``, ``batch_size``, ``seq_len``, ``rule``,
@@ -196,12 +212,14 @@ def time_sweep(
     records = []
     with torch_threads(threads) as used, model_mode(model, False), torch.inference_mode():
         machine = machine_description(device)
+        timed: dict[tuple[int, tuple[int, ...]], tuple[float, list[float]]] = {}  # (size, layers run) -> timing
         for speed in speeds:
             for size in batch_sizes:
                 count = max(size, min(len(rows), latency_rows or len(rows)))
                 inputs = padded_rows([rows[i % len(rows)] for i in range(count)], seq_len, pad, device)
                 batches = [{k: v[i : i + size] for k, v in inputs.items()} for i in range(0, count - size + 1, size)]
-                times, exits, layers_run = _time_batches(model, batches, speed, runs, warmup, device)
+                times, exits, layers_run, timed_with = _time_batches(model, batches, speed, runs, warmup, device, timed)
                 record = _latency_record(speed, size, seq_len, times, exits, layers_run)
-                records.append({**record, "threads": used, "device": str(device), "machine": machine})
+                extra = {"timed_with": timed_with, "threads": used, "device": str(device), "machine": machine}
+                records.append({**record, **extra})
     return records
