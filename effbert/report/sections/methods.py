@@ -78,7 +78,8 @@ def methods_section(comparison: Mapping[str, Any] | None, params: Params) -> dic
                 f"FastBERT's rows are timed on real dev rows padded to {comparison['protocol']['seq_len']} tokens: one "
                 f"at a time at batch {batches[0]} (each row leaves at its own exit), and in batches of {batches[-1]} "
                 "where a batch leaves only when all its rows may (the paper's batch rule): compare its two latency "
-                "columns to see what batching costs early exit."
+                "columns to see what batching costs early exit. Thresholds under which every batch runs the same "
+                "layers do the same work and share one timing."
             )
         )
     for task, rows in comparison["tasks"].items():
