@@ -36,7 +36,7 @@ demo: venv
 test: venv lint browser
 	$(BIN)/python -m pytest tests -x -q -m "not slow and not slurm and not chaos"
 	@echo "make test: the end-to-end suites (marker slow: the smoke DAG under both engines, resume; about 30-45 min on 2 cores) run with: make test-slow; the 20-kill chaos run (marker chaos, about 8 min) with: make test-chaos;" \
-	      "the SLURM suite (marker slurm, about 7 minutes) with: make test-slurm (CI runs all of them)"
+	      "the SLURM suite (marker slurm, about 10 minutes) with: make test-slurm (CI runs all of them)"
 
 ## test-slow: the end-to-end suites (the smoke DAG under both engines, reruns, resume, the report in Chromium)
 test-slow: venv browser
