@@ -74,13 +74,12 @@ class StageSpec:
         """The CPU cores a job of this stage reserves (Snakemake passes them on as ``OMP_NUM_THREADS``, torch's
         default thread count), so that stages run side by side only where their params say they fit.
 
-        Every one of ``cores`` for a stage that times models (it tracks ``latency`` or ``search.latency``: alone,
-        its figures are not disturbed by a neighbour), for one that tracks no ``threads`` key, and for one that
-        leaves a tracked ``threads`` key null (torch's default: every core); otherwise its largest ``threads``
-        value, at most ``cores``. Per-task overrides count for every task (a null one inherits, so it is skipped).
+        Every one of ``cores`` for a stage that times models (it tracks a ``latency`` protocol, such as ``latency``
+        or ``search.latency``: alone, its figures are not disturbed by a neighbour), for one that tracks no
+        ``threads`` key, and for one that leaves a tracked ``threads`` key null (torch's default: every core);
+        otherwise its largest ``threads`` value, at most ``cores``. Per-task overrides count for every task (a null
+        one inherits, so it is skipped).
         """
-        if any(key.split(".")[-1] == "latency" for key in self.params):
-            return cores
         values = [value for key, section in self.params.items() for value in _threads_values(key, section)]
         counts = [value for value in values if value is not None]
         if not counts or len(counts) < len(values):
@@ -89,13 +88,17 @@ class StageSpec:
 
 
 def _threads_values(key: str, node: Any, *, in_overrides: bool = False) -> list[int | None]:
-    """Every ``threads`` value under the tracked param ``key`` (a dict for a whole section); the latency protocol's
-    ``threads`` (it times, it does not train) and null ones in ``task_overrides`` (they inherit) are left out."""
-    if key.split(".")[-1] == "threads":
+    """Every ``threads`` value under the tracked param ``key`` (a dict for a whole section), None meaning every core:
+    a null ``threads`` (torch's default) or a ``latency`` protocol (the stage times models, so it runs alone); a null
+    ``threads`` in ``task_overrides`` inherits, so it is left out."""
+    name = key.rsplit(".", 1)[-1]
+    if name == "latency":
+        return [None]
+    if name == "threads":
         return [] if node is None and in_overrides else [node]
-    if not isinstance(node, dict) or key.split(".")[-1] == "latency":
+    if not isinstance(node, dict):
         return []
-    overrides = key.split(".")[-1] == "task_overrides" or in_overrides
+    overrides = in_overrides or name == "task_overrides"
     return [v for sub, child in node.items() for v in _threads_values(f"{key}.{sub}", child, in_overrides=overrides)]
 
 

@@ -105,6 +105,7 @@ def test_a_stage_reserves_the_threads_its_params_give_and_timing_stages_run_alon
     theseus = {"compress": {"threads": 1}, "finetune": {"threads": 1}}
     assert spec(theseus=theseus, **{"search.latency": {"threads": 1}}).threads(2) == 2  # it times models: alone
     assert spec(theseus=theseus, latency={"threads": None}).threads(2) == 2
+    assert spec(search={"latency": {"threads": 1}}, theseus=theseus).threads(2) == 2  # a protocol in a section
     assert spec(theseus=theseus).threads(2) == 1
 
 

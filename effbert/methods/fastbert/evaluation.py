@@ -212,12 +212,16 @@ def time_sweep(
     records = []
     with torch_threads(threads) as used, model_mode(model, False), torch.inference_mode():
         machine = machine_description(device)
+        by_size = []  # (size, its batches): they depend on the size alone
+        for size in batch_sizes:
+            count = max(size, min(len(rows), latency_rows or len(rows)))
+            inputs = padded_rows([rows[i % len(rows)] for i in range(count)], seq_len, pad, device)
+            by_size.append(
+                (size, [{k: v[i : i + size] for k, v in inputs.items()} for i in range(0, count - size + 1, size)])
+            )
         timed: dict[tuple[int, tuple[int, ...]], tuple[float, list[float]]] = {}  # (size, layers run) -> timing
         for speed in speeds:
-            for size in batch_sizes:
-                count = max(size, min(len(rows), latency_rows or len(rows)))
-                inputs = padded_rows([rows[i % len(rows)] for i in range(count)], seq_len, pad, device)
-                batches = [{k: v[i : i + size] for k, v in inputs.items()} for i in range(0, count - size + 1, size)]
+            for size, batches in by_size:
                 times, exits, layers_run, timed_with = _time_batches(model, batches, speed, runs, warmup, device, timed)
                 record = _latency_record(speed, size, seq_len, times, exits, layers_run)
                 extra = {"timed_with": timed_with, "threads": used, "device": str(device), "machine": machine}
